@@ -1,0 +1,139 @@
+/**
+ * The command line: commander → raw strings → resolveConfig → app. The only
+ * module that touches `process` (signals); `main` returns the exit code.
+ */
+import { createRequire } from 'node:module';
+import { Command, CommanderError, Option } from 'commander';
+import { buildApp } from './app.js';
+import { type Config, OPTIONS, VALUE_KEYS, defaultText, envName, resolveConfig } from './config.js';
+import { startDemoUpstream } from './demo.js';
+import { ProxyError } from './errors.js';
+import { createLogger } from './logger.js';
+
+export interface CliIo {
+  readonly stdout: { write(text: string): unknown };
+  readonly stderr: { write(text: string): unknown };
+}
+
+const PROGRAM = 'metrics-proxy';
+/** What a second SIGTERM/SIGINT, or the shutdown grace, ends with. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+function packageVersion(): string {
+  const require = createRequire(import.meta.url);
+  return (require('../package.json') as { version: string }).version;
+}
+
+type RawFlags = NonNullable<Parameters<typeof resolveConfig>[0]['flags']>;
+
+function parseArgs(argv: readonly string[], io: CliIo): RawFlags {
+  const program = new Command(PROGRAM)
+    .description('Reverse proxy that records Prometheus request metrics for any HTTP/WebSocket upstream')
+    .version(packageVersion(), '-V, --version')
+    .helpOption('-h, --help')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+      outputError: () => {}, // main() prints the one-line error itself
+    });
+  const keyByAttribute = new Map<string, (typeof VALUE_KEYS)[number]>();
+  for (const key of VALUE_KEYS) {
+    const spec = OPTIONS[key];
+    const fallback = defaultText(key);
+    const option = new Option(
+      spec.flag,
+      `${spec.description} (env: ${envName(key)}${fallback === undefined ? '' : `, default: ${fallback}`})`,
+    );
+    keyByAttribute.set(option.attributeName(), key);
+    program.addOption(option);
+  }
+  program.addOption(new Option('--demo', 'start a built-in demo upstream (GET /api/ping) and proxy to it'));
+  program.parse([...argv], { from: 'node' });
+
+  const flags: Record<string, string | boolean> = {};
+  for (const [attribute, value] of Object.entries(program.opts())) {
+    const key = keyByAttribute.get(attribute);
+    if (key !== undefined && typeof value === 'string') flags[key] = value;
+  }
+  if (program.opts().demo === true) flags.demo = true;
+  return flags as RawFlags;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+}
+
+function waitForSignal(): { promise: Promise<NodeJS.Signals>; dispose(): void } {
+  let onSignal: (signal: NodeJS.Signals) => void = () => {};
+  const promise = new Promise<NodeJS.Signals>((resolve) => {
+    onSignal = resolve;
+  });
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  return {
+    promise,
+    dispose() {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    },
+  };
+}
+
+export async function main(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  io: CliIo = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
+  let config: Config;
+  try {
+    config = resolveConfig({ flags: parseArgs(argv, io), env });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
+        return 0;
+      }
+      io.stderr.write(`${PROGRAM}: ${oneLine(err.message)}\n`);
+      return 2;
+    }
+    if (err instanceof ProxyError) {
+      io.stderr.write(`${PROGRAM}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  const logger = createLogger(config.logLevel);
+  const demo = config.demo ? await startDemoUpstream() : undefined;
+  const upstream = demo?.url ?? config.upstream;
+  if (upstream === undefined) throw new Error('resolveConfig guarantees an upstream unless --demo');
+  const app = buildApp({ ...config, upstream }, { logger });
+  const signals = waitForSignal();
+  try {
+    await app.listen();
+  } catch (err) {
+    signals.dispose();
+    await demo?.close();
+    if (err instanceof ProxyError) {
+      io.stderr.write(`${PROGRAM}: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (demo !== undefined) logger.info({ upstream: upstream.href }, 'demo upstream started: try GET /api/ping');
+
+  const signal = await signals.promise;
+  signals.dispose();
+  logger.info({ signal }, 'shutting down');
+  // A second signal while draining: leave at once.
+  const forceExit = (): never => process.exit(1);
+  process.once('SIGTERM', forceExit);
+  process.once('SIGINT', forceExit);
+  await app.close(SHUTDOWN_GRACE_MS);
+  await demo?.close();
+  logger.info('stopped');
+  logger.flush();
+  process.off('SIGTERM', forceExit);
+  process.off('SIGINT', forceExit);
+  return 0;
+}

@@ -1,0 +1,30 @@
+/**
+ * Every error metrics-proxy raises on purpose carries a stable `code`:
+ * tests and callers branch on the code, never on message text.
+ */
+export class ProxyError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A flag, env var or option value that cannot be used. The message names the option and the value. */
+export class ConfigError extends ProxyError {
+  readonly option: string;
+
+  constructor(option: string, message: string) {
+    super('MP_ERR_CONFIG', message);
+    this.option = option;
+  }
+}
+
+/** The listening socket could not be bound (port in use, permission, bad address). */
+export class ListenError extends ProxyError {
+  constructor(message: string, cause: unknown) {
+    super('MP_ERR_LISTEN', message, { cause });
+  }
+}

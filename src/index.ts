@@ -1,0 +1,11 @@
+/** Public API: embed the proxy in another program, or drive it from tests. */
+export { buildApp } from './app.js';
+export type { App, AppDeps, ListeningAddress } from './app.js';
+export { DEFAULTS, envName, resolveConfig } from './config.js';
+export type { Config, ConfigLayers, ProxyConfig } from './config.js';
+export { ConfigError, ListenError, ProxyError } from './errors.js';
+export { createLogger } from './logger.js';
+export { OTHER_METHOD, STANDARD_METHODS, methodLabel } from './metrics.js';
+export { main } from './cli.js';
+export { startDemoUpstream } from './demo.js';
+export type { DemoUpstream } from './demo.js';

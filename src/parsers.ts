@@ -1,0 +1,86 @@
+/**
+ * Pure parsers for option values. Each takes the raw string and the name of
+ * the place it came from (`--port` or `METRICS_PROXY_PORT`) and either returns
+ * the typed value or throws a ConfigError whose one-line message names both.
+ */
+import { ConfigError } from './errors.js';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+function invalid(source: string, raw: string, expected: string): ConfigError {
+  return new ConfigError(source, `invalid value for ${source}: ${JSON.stringify(raw)} (${expected})`);
+}
+
+export function parseUpstream(raw: string, source: string): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw invalid(source, raw, 'expected an http:// or https:// URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw invalid(source, raw, 'expected an http:// or https:// URL');
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw invalid(source, raw, 'credentials in the URL are not supported');
+  }
+  if (url.search !== '' || url.hash !== '') {
+    throw invalid(source, raw, 'a query or fragment is not allowed in the upstream URL');
+  }
+  return url;
+}
+
+export function parsePort(raw: string, source: string): number {
+  const port = /^\d{1,5}$/.test(raw.trim()) ? Number(raw.trim()) : Number.NaN;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw invalid(source, raw, 'expected an integer from 0 to 65535');
+  }
+  return port;
+}
+
+export function parseHost(raw: string, source: string): string {
+  const host = raw.trim();
+  if (host === '' || /[\s/?#@]/.test(host)) throw invalid(source, raw, 'expected an IP address or host name');
+  return host;
+}
+
+/**
+ * A URL path used for routing: starts with `/`, no query, fragment, dot
+ * segments or percent-escapes (so it can be compared as plain text), no
+ * trailing slash except for the root itself.
+ */
+export function parseRoutePath(raw: string, source: string): string {
+  const path = raw.trim();
+  if (!path.startsWith('/')) throw invalid(source, raw, 'expected a path starting with /');
+  if (/[?#%\\\s]/.test(path)) throw invalid(source, raw, 'a query, fragment, escape or blank is not allowed');
+  const segments = path.split('/');
+  if (segments.some((s) => s === '.' || s === '..')) throw invalid(source, raw, 'dot segments are not allowed');
+  if (path.includes('//')) throw invalid(source, raw, 'empty path segments are not allowed');
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+}
+
+/** Histogram bucket upper bounds in milliseconds: positive, finite, strictly increasing. */
+export function parseBuckets(raw: string, source: string): number[] {
+  const parts = raw.split(',').map((p) => p.trim());
+  if (parts.length === 0 || parts.some((p) => p === '')) {
+    throw invalid(source, raw, 'expected a comma-separated list of numbers, e.g. 5,10,50');
+  }
+  const bounds = parts.map((p) => (/^[0-9]*\.?[0-9]+(e[+-]?[0-9]+)?$/i.test(p) ? Number(p) : Number.NaN));
+  if (bounds.some((b) => !Number.isFinite(b) || b <= 0)) {
+    throw invalid(source, raw, 'every bucket must be a positive finite number of milliseconds');
+  }
+  for (let i = 1; i < bounds.length; i++) {
+    if ((bounds[i] as number) <= (bounds[i - 1] as number)) {
+      throw invalid(source, raw, 'buckets must be strictly increasing');
+    }
+  }
+  return bounds;
+}
+
+export function parseLogLevel(raw: string, source: string): LogLevel {
+  const level = raw.trim().toLowerCase();
+  const known = LOG_LEVELS.find((l) => l === level);
+  if (known === undefined) throw invalid(source, raw, `expected one of ${LOG_LEVELS.join(', ')}`);
+  return known;
+}

@@ -1,0 +1,78 @@
+/**
+ * Decides what a request target is for: the proxy's own metrics, forwarding,
+ * or neither. Dot segments (`..`, `%2e%2e`) are resolved before the prefix is
+ * matched, and a path that would leave the prefix once an upstream decodes
+ * `%2f`/`%5c` as slashes is rejected, so no request can reach an upstream path
+ * outside the prefix. Ordinary paths take a fast path with no URL parsing.
+ */
+
+export type PathDecision =
+  | { readonly kind: 'metrics' }
+  | { readonly kind: 'forward'; readonly url: string }
+  | { readonly kind: 'not_found' }
+  | { readonly kind: 'bad_request'; readonly msg: string };
+
+export type PathClassifier = (rawUrl: string) => PathDecision;
+
+const METRICS: PathDecision = Object.freeze({ kind: 'metrics' });
+const NOT_FOUND: PathDecision = Object.freeze({ kind: 'not_found' });
+const BAD_TARGET: PathDecision = Object.freeze({ kind: 'bad_request', msg: 'invalid request target' });
+const ESCAPES: PathDecision = Object.freeze({ kind: 'bad_request', msg: 'request path escapes the API prefix' });
+
+const DUMMY_BASE = 'http://metrics-proxy.invalid';
+/** Anything that could be, or decode to, a dot segment or a path separator. */
+const SUSPICIOUS = /\/\.|\\|#|%(?:2e|2f|5c)/i;
+
+export function createPathClassifier(apiPrefix: string, metricsPath: string): PathClassifier {
+  const under = apiPrefix === '/' ? '/' : `${apiPrefix}/`;
+  const inPrefix = (path: string): boolean => apiPrefix === '/' || path === apiPrefix || path.startsWith(under);
+
+  return function classify(rawUrl: string): PathDecision {
+    let target = rawUrl;
+    if (!target.startsWith('/')) {
+      // absolute-form (`GET http://host/api/x`), as some clients send to proxies
+      const absolute = toOriginForm(target);
+      if (absolute === undefined) return BAD_TARGET;
+      target = absolute;
+    }
+    const queryAt = target.indexOf('?');
+    const rawPath = queryAt === -1 ? target : target.slice(0, queryAt);
+    const query = queryAt === -1 ? '' : target.slice(queryAt);
+
+    let path = rawPath;
+    if (SUSPICIOUS.test(rawPath)) {
+      const resolved = resolveDotSegments(rawPath);
+      if (resolved === undefined) return BAD_TARGET;
+      const decoded = resolveDotSegments(resolved.replace(/%2f|%5c/gi, '/').replace(/%2e/gi, '.'));
+      if (decoded === undefined) return BAD_TARGET;
+      if (resolved !== metricsPath && inPrefix(rawPath) && !(inPrefix(resolved) && inPrefix(decoded))) {
+        return ESCAPES;
+      }
+      path = resolved;
+    }
+
+    if (path === metricsPath) return METRICS;
+    if (!inPrefix(path)) return NOT_FOUND;
+    return { kind: 'forward', url: path === rawPath ? target : path + query };
+  };
+}
+
+function resolveDotSegments(path: string): string | undefined {
+  try {
+    // Concatenated, not resolved against the base: a path `//host/x` must stay a path.
+    // `#` would start a fragment: keep it in the path, escaped, as an origin server sees it.
+    return new URL(DUMMY_BASE + path.replace(/#/g, '%23')).pathname;
+  } catch {
+    return undefined;
+  }
+}
+
+function toOriginForm(target: string): string | undefined {
+  if (!/^https?:\/\//i.test(target)) return undefined;
+  try {
+    const url = new URL(target);
+    return url.pathname + url.search;
+  } catch {
+    return undefined;
+  }
+}

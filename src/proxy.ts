@@ -1,0 +1,120 @@
+/**
+ * HTTP forwarding on http-proxy, with the lifecycle http-proxy leaves to us:
+ * every error handled (its default re-throws), the upstream request cancelled
+ * when the client goes away, a broken connection (not a truncated body that
+ * looks complete) when the upstream dies mid-response, and each request's
+ * outcome reported to the recorder exactly once, on the response's 'close'.
+ */
+import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type httpProxy from 'http-proxy';
+import type { Logger } from 'pino';
+import { prepareRequestHeaders, prepareResponseHeaders } from './headers.js';
+import type { MetricsRecorder } from './metrics.js';
+import { errorBody, sendJson } from './respond.js';
+import { classifyUpstreamError } from './upstream-errors.js';
+
+export interface HttpForwarderDeps {
+  readonly proxy: httpProxy;
+  readonly metrics: MetricsRecorder;
+  readonly log: Logger;
+}
+
+export interface HttpForwarder {
+  /** Forwards `req` to the upstream as `url` (path and query); `startedAt` is its arrival, from performance.now(). */
+  forward(req: IncomingMessage, res: ServerResponse, url: string, startedAt: number): void;
+}
+
+/** Per-request state, kept on the response so the shared listeners below need no closures. */
+interface Exchange {
+  readonly startedAt: number;
+  readonly method: string | undefined;
+  proxyReq: ClientRequest | undefined;
+  errorCounted: boolean;
+  closed: boolean;
+}
+
+const EXCHANGE = Symbol('metrics-proxy.exchange');
+const CLIENT_RESPONSE = Symbol('metrics-proxy.client-response');
+type TrackedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
+type WebWithCallback = (req: IncomingMessage, res: ServerResponse, callback: httpProxy.ErrorCallback) => void;
+type TrackedUpstreamResponse = IncomingMessage & { [CLIENT_RESPONSE]?: TrackedResponse };
+
+export function createHttpForwarder({ proxy, metrics, log }: HttpForwarderDeps): HttpForwarder {
+  function countError(exchange: Exchange): void {
+    if (exchange.errorCounted) return;
+    exchange.errorCounted = true;
+    metrics.recordError('api');
+  }
+
+  function onResponseClose(this: TrackedResponse): void {
+    const exchange = this[EXCHANGE];
+    if (exchange === undefined || exchange.closed) return;
+    exchange.closed = true;
+    // The client left (or we cut it off) before the response finished: release the upstream socket too.
+    if (!this.writableFinished && exchange.proxyReq !== undefined && !exchange.proxyReq.destroyed) {
+      exchange.proxyReq.destroy();
+    }
+    metrics.recordRequest(exchange.method, performance.now() - exchange.startedAt);
+  }
+
+  function onUpstreamResponseClose(this: TrackedUpstreamResponse): void {
+    const res = this[CLIENT_RESPONSE];
+    const exchange = res?.[EXCHANGE];
+    if (res === undefined || exchange === undefined || this.complete || exchange.closed) return;
+    // The upstream died mid-body: the client must see a broken connection, not a short body.
+    countError(exchange);
+    log.warn({ method: exchange.method, url: res.req.url }, 'upstream closed the connection mid-response');
+    res.destroy();
+  }
+
+  proxy.on('proxyReq', (proxyReq: ClientRequest, _req: IncomingMessage, res: ServerResponse) => {
+    const exchange = (res as TrackedResponse)[EXCHANGE];
+    if (exchange === undefined) return;
+    exchange.proxyReq = proxyReq;
+    if (exchange.closed) proxyReq.destroy();
+  });
+
+  proxy.on('proxyRes', (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
+    const tracked = res as TrackedResponse;
+    const exchange = tracked[EXCHANGE];
+    if (exchange === undefined) return;
+    prepareResponseHeaders(proxyRes.headers);
+    // Say what Node will do with the client connection (http-proxy would otherwise invent a value).
+    proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
+    if ((proxyRes.statusCode ?? 0) >= 500) countError(exchange);
+    (proxyRes as TrackedUpstreamResponse)[CLIENT_RESPONSE] = tracked;
+    proxyRes.once('close', onUpstreamResponseClose);
+  });
+
+  // http-proxy reports a client that hung up mid-upload separately; it aborts the upstream request itself.
+  proxy.on('econnreset', () => {});
+
+  function onProxyError(err: Error, req: IncomingMessage, res: ServerResponse | Socket): void {
+    const tracked = res as TrackedResponse;
+    const exchange = tracked[EXCHANGE];
+    if (exchange === undefined) return;
+    if (exchange.closed || req.socket.destroyed) {
+      // The client is gone; whatever failed upstream is a consequence, not an upstream fault.
+      tracked.destroy();
+      return;
+    }
+    const failure = classifyUpstreamError(err);
+    countError(exchange);
+    log.error({ err, kind: failure.kind, method: req.method, url: req.url }, 'upstream request failed');
+    sendJson(tracked, failure.status, errorBody(failure.msg));
+  }
+
+  return {
+    forward(req, res, url, startedAt) {
+      req.url = url;
+      prepareRequestHeaders(req, false);
+      const exchange: Exchange = { startedAt, method: req.method, proxyReq: undefined, errorCounted: false, closed: false };
+      (res as TrackedResponse)[EXCHANGE] = exchange;
+      res.once('close', onResponseClose);
+      // Callback as third argument: http-proxy then reuses its shared options instead of copying them per request.
+      (proxy.web as unknown as WebWithCallback)(req, res, onProxyError);
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/** The proxy's own answers: small JSON bodies, on a response or on a raw (upgrade) socket. */
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+
+export interface ErrorBody {
+  readonly ok: false;
+  readonly msg: string;
+}
+
+export function errorBody(msg: string): ErrorBody {
+  return { ok: false, msg };
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) {
+    // Too late for a clean answer: a broken connection is better than a response that looks complete.
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...headers,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(text)),
+  });
+  res.end(text);
+}
+
+/** Answers on a socket that Node handed over for an upgrade, then closes it. */
+export function sendJsonOnSocket(socket: Duplex, status: number, body: unknown): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n` +
+      'content-type: application/json; charset=utf-8\r\n' +
+      `content-length: ${Buffer.byteLength(text)}\r\n` +
+      'connection: close\r\n\r\n' +
+      text,
+  );
+}

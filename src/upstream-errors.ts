@@ -1,0 +1,66 @@
+/**
+ * Maps a failure to reach or read the upstream onto the answer the client
+ * gets. Pure, so every case is a row in a table-driven test.
+ */
+
+export type UpstreamFailureKind =
+  | 'connect_refused'
+  | 'connect_timeout'
+  | 'response_timeout'
+  | 'reset'
+  | 'dns'
+  | 'tls'
+  | 'protocol'
+  | 'unknown';
+
+export interface UpstreamFailure {
+  readonly kind: UpstreamFailureKind;
+  readonly status: 502 | 504;
+  /** Short, constant, safe to show a client: never the raw error text. */
+  readonly msg: string;
+}
+
+const FAILURES: Readonly<Record<UpstreamFailureKind, UpstreamFailure>> = {
+  connect_refused: { kind: 'connect_refused', status: 502, msg: 'upstream unreachable: connection refused' },
+  connect_timeout: { kind: 'connect_timeout', status: 504, msg: 'upstream connect timed out' },
+  response_timeout: { kind: 'response_timeout', status: 504, msg: 'upstream response timed out' },
+  reset: { kind: 'reset', status: 502, msg: 'upstream closed the connection' },
+  dns: { kind: 'dns', status: 502, msg: 'upstream host could not be resolved' },
+  tls: { kind: 'tls', status: 502, msg: 'TLS handshake with upstream failed' },
+  protocol: { kind: 'protocol', status: 502, msg: 'upstream sent an invalid HTTP response' },
+  unknown: { kind: 'unknown', status: 502, msg: 'upstream error' },
+};
+
+const BY_CODE: Readonly<Record<string, UpstreamFailureKind>> = {
+  ECONNREFUSED: 'connect_refused',
+  EHOSTUNREACH: 'connect_refused',
+  ENETUNREACH: 'connect_refused',
+  EADDRNOTAVAIL: 'connect_refused',
+  ECONNRESET: 'reset',
+  EPIPE: 'reset',
+  ECONNABORTED: 'reset',
+  ERR_STREAM_PREMATURE_CLOSE: 'reset',
+  ENOTFOUND: 'dns',
+  EAI_AGAIN: 'dns',
+  EAI_FAIL: 'dns',
+  EAI_NONAME: 'dns',
+  ETIMEDOUT: 'connect_timeout',
+  MP_ERR_CONNECT_TIMEOUT: 'connect_timeout',
+  MP_ERR_RESPONSE_TIMEOUT: 'response_timeout',
+  EPROTO: 'tls',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'tls',
+  SELF_SIGNED_CERT_IN_CHAIN: 'tls',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'tls',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'tls',
+  CERT_HAS_EXPIRED: 'tls',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'tls',
+};
+
+export function classifyUpstreamError(err: unknown): UpstreamFailure {
+  const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
+  const known = BY_CODE[code];
+  if (known !== undefined) return FAILURES[known];
+  if (code.startsWith('HPE_')) return FAILURES.protocol;
+  if (code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_') || code.startsWith('CERT_')) return FAILURES.tls;
+  return FAILURES.unknown;
+}
