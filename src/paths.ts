@@ -45,8 +45,9 @@ export function createPathClassifier(apiPrefix: string, metricsPath: string): Pa
       if (resolved === undefined) return BAD_TARGET;
       const decoded = resolveDotSegments(resolved.replace(/%2f|%5c/gi, '/').replace(/%2e/gi, '.'));
       if (decoded === undefined) return BAD_TARGET;
-      if (resolved !== metricsPath && inPrefix(rawPath) && !(inPrefix(resolved) && inPrefix(decoded))) {
-        return ESCAPES;
+      if (resolved === metricsPath) return METRICS;
+      if (!inPrefix(resolved) || !inPrefix(decoded)) {
+        return inPrefix(rawPath) || inPrefix(resolved) ? ESCAPES : NOT_FOUND;
       }
       path = resolved;
     }

@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULTS, envName, resolveConfig } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('resolveConfig', () => {
+  const upstream = 'http://127.0.0.1:3000';
+
+  it('applies the documented defaults', () => {
+    const config = resolveConfig({ flags: { upstream } });
+    expect(config).toMatchObject({
+      port: 8000,
+      host: '0.0.0.0',
+      apiPrefix: '/api',
+      metricsPath: '/metrics',
+      logLevel: 'info',
+      demo: false,
+      bucketsMs: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000],
+    });
+    expect(config.upstream?.href).toBe('http://127.0.0.1:3000/');
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.bucketsMs)).toBe(true);
+  });
+
+  it('derives env names from flag names', () => {
+    expect(envName('upstream')).toBe('METRICS_PROXY_UPSTREAM');
+    expect(envName('apiPrefix')).toBe('METRICS_PROXY_API_PREFIX');
+    expect(envName('metricsPath')).toBe('METRICS_PROXY_METRICS_PATH');
+    expect(envName('bucketsMs')).toBe('METRICS_PROXY_BUCKETS');
+    expect(envName('logLevel')).toBe('METRICS_PROXY_LOG_LEVEL');
+  });
+
+  it('lets env beat defaults and flags beat env', () => {
+    const env = { METRICS_PROXY_UPSTREAM: 'http://env:1', METRICS_PROXY_PORT: '9000', METRICS_PROXY_LOG_LEVEL: 'debug' };
+    const fromEnv = resolveConfig({ env });
+    expect(fromEnv.upstream?.host).toBe('env:1');
+    expect(fromEnv.port).toBe(9000);
+    expect(fromEnv.logLevel).toBe('debug');
+    const fromFlags = resolveConfig({ env, flags: { upstream: 'https://flag', port: '0' } });
+    expect(fromFlags.upstream?.href).toBe('https://flag/');
+    expect(fromFlags.port).toBe(0);
+    expect(fromFlags.logLevel).toBe('debug');
+  });
+
+  it('ignores empty env vars', () => {
+    expect(resolveConfig({ flags: { upstream }, env: { METRICS_PROXY_PORT: '' } }).port).toBe(8000);
+  });
+
+  it('normalises prefixes and parses buckets', () => {
+    const config = resolveConfig({ flags: { upstream, apiPrefix: '/v1/', metricsPath: '/_/metrics', bucketsMs: ' 0.5, 2 ,1e3' } });
+    expect(config.apiPrefix).toBe('/v1');
+    expect(config.metricsPath).toBe('/_/metrics');
+    expect(config.bucketsMs).toEqual([0.5, 2, 1000]);
+  });
+
+  it('lets --demo stand in for an upstream, and beat one from the environment', () => {
+    expect(resolveConfig({ flags: { demo: true } }).upstream).toBeUndefined();
+    expect(resolveConfig({ flags: { demo: true }, env: { METRICS_PROXY_UPSTREAM: upstream } }).upstream).toBeUndefined();
+    expect(configError(() => resolveConfig({ flags: { demo: true, upstream } })).option).toBe('--upstream');
+  });
+
+  it.each([
+    [{ upstream: 'not-a-url' }, '--upstream', 'not-a-url'],
+    [{ upstream: 'ftp://x' }, '--upstream', 'ftp://x'],
+    [{ upstream: 'http://user:pw@x' }, '--upstream', 'user:pw'],
+    [{ upstream: 'http://x/?q=1' }, '--upstream', '?q=1'],
+    [{ port: 'abc' }, '--port', 'abc'],
+    [{ port: '70000' }, '--port', '70000'],
+    [{ port: '-1' }, '--port', '-1'],
+    [{ port: '80.5' }, '--port', '80.5'],
+    [{ host: '' }, '--host', '""'],
+    [{ apiPrefix: 'api' }, '--api-prefix', 'api'],
+    [{ apiPrefix: '/api/../x' }, '--api-prefix', '/api/../x'],
+    [{ apiPrefix: '/api?x' }, '--api-prefix', '/api?x'],
+    [{ metricsPath: 'metrics' }, '--metrics-path', 'metrics'],
+    [{ metricsPath: '/api' }, '--metrics-path', '/api'],
+    [{ bucketsMs: '' }, '--buckets', '""'],
+    [{ bucketsMs: '5,1' }, '--buckets', '5,1'],
+    [{ bucketsMs: '1,1' }, '--buckets', '1,1'],
+    [{ bucketsMs: 'a,b' }, '--buckets', 'a,b'],
+    [{ bucketsMs: '1,,2' }, '--buckets', '1,,2'],
+    [{ bucketsMs: '0,1' }, '--buckets', '0,1'],
+    [{ bucketsMs: '-1,1' }, '--buckets', '-1,1'],
+    [{ bucketsMs: '1,Infinity' }, '--buckets', 'Infinity'],
+    [{ logLevel: 'loud' }, '--log-level', 'loud'],
+  ])('rejects %j naming %s and the value', (flags, option, valuePart) => {
+    const err = configError(() => resolveConfig({ flags: { upstream, ...flags } }));
+    expect(err.code).toBe('MP_ERR_CONFIG');
+    expect(err.option).toBe(option);
+    expect(err.message).toContain(option);
+    expect(err.message).toContain(valuePart);
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('names the env var when the bad value came from the environment', () => {
+    const err = configError(() => resolveConfig({ flags: { upstream }, env: { METRICS_PROXY_PORT: 'abc' } }));
+    expect(err.option).toBe('METRICS_PROXY_PORT');
+    expect(err.message).toContain('METRICS_PROXY_PORT');
+    expect(err.message).toContain('"abc"');
+  });
+
+  it('requires an upstream unless --demo', () => {
+    const err = configError(() => resolveConfig({}));
+    expect(err.option).toBe('--upstream');
+    expect(err.message).toContain('METRICS_PROXY_UPSTREAM');
+  });
+
+  it('does not let callers mutate the defaults', () => {
+    expect(Object.isFrozen(DEFAULTS)).toBe(true);
+  });
+});

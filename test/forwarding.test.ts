@@ -1,0 +1,202 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { type Proxy, type Upstream, echoHandler, httpRequest, sampleValue, startProxy, startUpstream } from './helpers.js';
+
+describe('forwarding', () => {
+  let upstream: Upstream;
+  let proxy: Proxy;
+
+  beforeAll(async () => {
+    upstream = await startUpstream(echoHandler);
+    proxy = await startProxy(upstream.url);
+  });
+  afterAll(async () => {
+    await proxy.close();
+    await upstream.close();
+  });
+
+  it('forwards path and query unchanged', async () => {
+    const res = await httpRequest(`${proxy.url}/api/ping?x=1&y=%20z&x=2`);
+    expect(res.status).toBe(200);
+    expect(res.headers['x-echo-url']).toBe('/api/ping?x=1&y=%20z&x=2');
+    expect(upstream.seen.at(-1)?.url).toBe('/api/ping?x=1&y=%20z&x=2');
+  });
+
+  it.each(['POST', 'PUT', 'PATCH', 'DELETE'])('echoes a binary %s body byte for byte', async (method) => {
+    const body = randomBytes(256 * 1024);
+    const res = await httpRequest(`${proxy.url}/api/echo`, { method, body, headers: { 'content-type': 'application/octet-stream' } });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-echo-method']).toBe(method);
+    expect(res.body.equals(body)).toBe(true);
+  });
+
+  it('adds X-Forwarded-* and strips hop-by-hop headers', async () => {
+    await httpRequest(`${proxy.url}/api/headers`, {
+      headers: {
+        host: 'service.example:8443',
+        connection: 'keep-alive, x-private',
+        'x-private': 'secret',
+        'keep-alive': 'timeout=5',
+        'proxy-authorization': 'Basic Zm9vOmJhcg==',
+        te: 'trailers',
+        'x-forwarded-for': '203.0.113.7',
+        'x-custom': 'kept',
+      },
+    });
+    const seen = upstream.seen.at(-1)?.headers ?? {};
+    expect(seen['x-forwarded-for']).toBe('203.0.113.7, 127.0.0.1');
+    expect(seen['x-forwarded-proto']).toBe('http');
+    expect(seen['x-forwarded-host']).toBe('service.example:8443');
+    expect(seen.host).toBe('service.example:8443');
+    expect(seen['x-custom']).toBe('kept');
+    for (const name of ['x-private', 'keep-alive', 'proxy-authorization', 'te']) expect(seen[name], name).toBeUndefined();
+  });
+
+  it('keeps X-Forwarded-Proto and -Host set by an ingress in front', async () => {
+    await httpRequest(`${proxy.url}/api/headers`, {
+      headers: { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'public.example' },
+    });
+    const seen = upstream.seen.at(-1)?.headers ?? {};
+    expect(seen['x-forwarded-proto']).toBe('https');
+    expect(seen['x-forwarded-host']).toBe('public.example');
+  });
+
+  it('reuses upstream connections (keep-alive agent)', async () => {
+    const before = upstream.seen.length;
+    for (let i = 0; i < 5; i++) await httpRequest(`${proxy.url}/api/ka/${i}`);
+    const ports = new Set(upstream.seen.slice(before).map((r) => r.socket.remotePort));
+    expect(upstream.seen.length - before).toBe(5);
+    expect(ports.size).toBe(1);
+  });
+
+  it('relays the upstream response headers and status', async () => {
+    const custom = await startUpstream((_req, res) => {
+      res.writeHead(418, { 'x-upstream': 'yes', 'set-cookie': ['a=1', 'b=2'], 'keep-alive': 'timeout=99' });
+      res.end('teapot');
+    });
+    onTestFinished(custom.close);
+    const p = await startProxy(custom.url);
+    onTestFinished(p.close);
+    const res = await httpRequest(`${p.url}/api/tea`);
+    expect(res.status).toBe(418);
+    expect(res.headers['x-upstream']).toBe('yes');
+    expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+    expect(res.headers['keep-alive']).toBeUndefined();
+    expect(res.body.toString()).toBe('teapot');
+  });
+
+  it('prepends the path of an upstream base URL', async () => {
+    const p = await startProxy(`${upstream.url}/base`);
+    onTestFinished(p.close);
+    const res = await httpRequest(`${p.url}/api/x?q=1`);
+    expect(res.headers['x-echo-url']).toBe('/base/api/x?q=1');
+  });
+});
+
+describe('streaming', () => {
+  it('streams both directions without buffering whole bodies (ping-pong over one request)', async () => {
+    // The upstream echoes each chunk as it arrives; the client sends the next chunk only after
+    // the previous one came back. A proxy that buffered either body would deadlock here.
+    const upstream = await startUpstream((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      req.pipe(res);
+    });
+    onTestFinished(upstream.close);
+    const proxy = await startProxy(upstream.url);
+    onTestFinished(proxy.close);
+
+    const rounds = 20;
+    const received = await new Promise<number>((resolve, reject) => {
+      const req = request(`${proxy.url}/api/stream`, { method: 'POST', agent: false }, (res) => {
+        let got = 0;
+        let sent = 1;
+        res.on('data', (chunk: Buffer) => {
+          got += chunk.length;
+          if (got === sent * 1024) {
+            if (sent === rounds) req.end();
+            else {
+              sent++;
+              req.write(Buffer.alloc(1024, sent));
+            }
+          }
+        });
+        res.on('end', () => resolve(got));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.flushHeaders();
+      req.write(Buffer.alloc(1024, 1));
+    });
+    expect(received).toBe(rounds * 1024);
+  });
+
+  it('moves a large upload and download intact', async () => {
+    const size = 64 * 1024 * 1024;
+    const upstream = await startUpstream((req, res) => {
+      const hash = createHash('sha256');
+      let bytes = 0;
+      req.on('data', (c: Buffer) => {
+        hash.update(c);
+        bytes += c.length;
+      });
+      req.on('end', () => {
+        res.writeHead(200, { 'x-upload-sha256': hash.digest('hex'), 'x-upload-bytes': String(bytes) });
+        // then a download of the same size, generated chunk by chunk
+        const chunk = Buffer.alloc(1024 * 1024, 7);
+        let left = size / chunk.length;
+        const pump = (): void => {
+          while (left > 0) {
+            left--;
+            if (!res.write(chunk)) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+          res.end();
+        };
+        pump();
+      });
+    });
+    onTestFinished(upstream.close);
+    const proxy = await startProxy(upstream.url);
+    onTestFinished(proxy.close);
+
+    const chunk = randomBytes(1024 * 1024);
+    const expected = createHash('sha256');
+    for (let i = 0; i < size / chunk.length; i++) expected.update(chunk);
+
+    const result = await new Promise<{ headers: Record<string, unknown>; bytes: number; hash: string }>((resolve, reject) => {
+      const req = request(`${proxy.url}/api/big`, { method: 'POST', agent: false }, (res) => {
+        const down = createHash('sha256');
+        let bytes = 0;
+        res.on('data', (c: Buffer) => {
+          down.update(c);
+          bytes += c.length;
+        });
+        res.on('end', () => resolve({ headers: res.headers, bytes, hash: down.digest('hex') }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      let left = size / chunk.length;
+      const pump = (): void => {
+        while (left > 0) {
+          left--;
+          if (!req.write(chunk)) {
+            req.once('drain', pump);
+            return;
+          }
+        }
+        req.end();
+      };
+      pump();
+    });
+    expect(result.headers['x-upload-bytes']).toBe(String(size));
+    expect(result.headers['x-upload-sha256']).toBe(expected.digest('hex'));
+    const download = createHash('sha256');
+    for (let i = 0; i < size / (1024 * 1024); i++) download.update(Buffer.alloc(1024 * 1024, 7));
+    expect(result.bytes).toBe(size);
+    expect(result.hash).toBe(download.digest('hex'));
+    expect(sampleValue(await proxy.metrics(), 'apiCount', { method: 'POST' })).toBe(1);
+  });
+});

@@ -1,0 +1,195 @@
+/**
+ * Real servers on port 0, a capturing logger, and a parser for the
+ * Prometheus text format. Every start* returns a `close`; tests register it
+ * with onTestFinished/afterAll so nothing outlives its test.
+ */
+import { type IncomingMessage, type RequestListener, type ServerResponse, createServer, request } from 'node:http';
+import { type AddressInfo, type Server as NetServer, type Socket, connect } from 'node:net';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { type App, type ProxyConfig, DEFAULTS, buildApp } from '../src/index.js';
+
+export interface Running {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Listens on 127.0.0.1 (port 0 unless given); `close` also destroys open connections, upgraded ones included. */
+export async function startServer(server: NetServer, port = 0): Promise<Running> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  const bound = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${bound}`,
+    port: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (!server.listening) {
+          resolve();
+          return;
+        }
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      }),
+  };
+}
+
+export interface Upstream extends Running {
+  readonly server: ReturnType<typeof createServer>;
+  /** Every request the upstream saw, in arrival order. */
+  readonly seen: IncomingMessage[];
+}
+
+export async function startUpstream(handler: RequestListener, port = 0): Promise<Upstream> {
+  const seen: IncomingMessage[] = [];
+  const server = createServer((req, res) => {
+    seen.push(req);
+    handler(req, res);
+  });
+  const running = await startServer(server, port);
+  return { ...running, server, seen };
+}
+
+/** An upstream that answers every request with JSON describing what it received. */
+export function echoHandler(req: IncomingMessage, res: ServerResponse): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-echo-method': req.method ?? '', 'x-echo-url': req.url ?? '' });
+    res.end(body);
+  });
+}
+
+export interface LogCapture {
+  readonly logger: Logger;
+  readonly lines: Array<Record<string, unknown>>;
+}
+
+export function captureLogs(level: pino.Level = 'debug'): LogCapture {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level }, destination), lines };
+}
+
+export interface Proxy extends Running {
+  readonly app: App;
+  readonly logs: LogCapture['lines'];
+  metrics(): Promise<string>;
+}
+
+export async function startProxy(upstreamUrl: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
+  const capture = captureLogs();
+  const config: ProxyConfig = { ...DEFAULTS, port: 0, host: '127.0.0.1', ...overrides, upstream: new URL(upstreamUrl), demo: false };
+  const app = buildApp(config, { logger: capture.logger });
+  const { port } = await app.listen();
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    app,
+    url,
+    port,
+    logs: capture.lines,
+    close: () => app.close(1_000),
+    metrics: async () => (await fetch(`${url}${config.metricsPath}`)).text(),
+  };
+}
+
+export interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** Parses the Prometheus text exposition format (0.0.4) into samples; throws on a malformed line. */
+export function parseExposition(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (match === null) throw new Error(`malformed exposition line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const pair of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[pair[1] as string] = (pair[2] as string).replace(/\\(.)/g, (_m, c: string) => (c === 'n' ? '\n' : c));
+    }
+    const raw = match[3] as string;
+    const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
+    samples.push({ name: match[1] as string, labels, value });
+  }
+  return samples;
+}
+
+/** The value of the one sample with this name and exactly these labels, or undefined. */
+export function sampleValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  const wanted = Object.entries(labels);
+  const found = parseExposition(text).filter(
+    (s) => s.name === name && Object.keys(s.labels).length === wanted.length && wanted.every(([k, v]) => s.labels[k] === v),
+  );
+  if (found.length > 1) throw new Error(`more than one sample ${name} ${JSON.stringify(labels)}`);
+  return found[0]?.value;
+}
+
+/** Sends raw bytes on a fresh connection and resolves with everything the server sent until it closed (or `waitMs`). */
+export function rawExchange(port: number, payload: string | Buffer, waitMs = 2_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => socket.destroy(), waitMs);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+    socket.write(payload);
+  });
+}
+
+export interface SimpleResponse {
+  readonly status: number;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: Buffer;
+}
+
+/** One request with node:http (fetch would hide hop-by-hop headers and refuse some methods). */
+export function httpRequest(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: Buffer | string } = {},
+): Promise<SimpleResponse> {
+  const headers = { ...options.headers };
+  // Node's client sends a DELETE/GET body with no framing at all unless told its length.
+  if (options.body !== undefined && headers['content-length'] === undefined) {
+    headers['content-length'] = String(Buffer.byteLength(options.body));
+  }
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: options.method ?? 'GET', headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** Resolves once `predicate` holds, checking on every event-loop turn; for state changed by another socket's events. */
+export async function until(predicate: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

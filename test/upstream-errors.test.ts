@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { classifyUpstreamError } from '../src/upstream-errors.js';
+
+function errno(code: string): Error {
+  return Object.assign(new Error(code), { code });
+}
+
+describe('classifyUpstreamError', () => {
+  it.each([
+    ['ECONNREFUSED', 'connect_refused', 502],
+    ['EHOSTUNREACH', 'connect_refused', 502],
+    ['ENETUNREACH', 'connect_refused', 502],
+    ['ECONNRESET', 'reset', 502],
+    ['EPIPE', 'reset', 502],
+    ['ENOTFOUND', 'dns', 502],
+    ['EAI_AGAIN', 'dns', 502],
+    ['ETIMEDOUT', 'connect_timeout', 504],
+    ['MP_ERR_CONNECT_TIMEOUT', 'connect_timeout', 504],
+    ['MP_ERR_RESPONSE_TIMEOUT', 'response_timeout', 504],
+    ['DEPTH_ZERO_SELF_SIGNED_CERT', 'tls', 502],
+    ['ERR_TLS_CERT_ALTNAME_INVALID', 'tls', 502],
+    ['ERR_SSL_WRONG_VERSION_NUMBER', 'tls', 502],
+    ['CERT_NOT_YET_VALID', 'tls', 502],
+    ['EPROTO', 'tls', 502],
+    ['HPE_INVALID_CONSTANT', 'protocol', 502],
+    ['HPE_INVALID_HEADER_TOKEN', 'protocol', 502],
+    ['SOMETHING_ELSE', 'unknown', 502],
+  ])('maps %s to %s (%i)', (code, kind, status) => {
+    const failure = classifyUpstreamError(errno(code));
+    expect(failure.kind).toBe(kind);
+    expect(failure.status).toBe(status);
+    expect(failure.msg).not.toContain(code);
+  });
+
+  it.each([undefined, null, 'text', 42, new Error('no code')])('copes with %j', (value) => {
+    expect(classifyUpstreamError(value)).toMatchObject({ kind: 'unknown', status: 502 });
+  });
+});
