@@ -68,6 +68,10 @@ export function createWebSocketForwarder({ proxy, metrics, log }: WebSocketForwa
     proxyReq.once('upgrade', (_proxyRes: IncomingMessage, proxySocket: Socket) => {
       session.upgraded = true;
       recordHandshake(session);
+      if (socket.destroyed) {
+        proxySocket.destroy();
+        return;
+      }
       openSessions.add(socket);
       // http-proxy pipes the two sockets; a destroyed side would leave the other open.
       socket.once('close', () => {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { type Proxy, type Upstream, echoHandler, httpRequest, sampleValue, startProxy, startUpstream } from './helpers.js';
+import { type Proxy, type Upstream, echoHandler, httpRequest, rawExchange, sampleValue, startProxy, startUpstream } from './helpers.js';
 
 describe('forwarding', () => {
   let upstream: Upstream;
@@ -84,6 +84,38 @@ describe('forwarding', () => {
     expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2']);
     expect(res.headers['keep-alive']).toBeUndefined();
     expect(res.body.toString()).toBe('teapot');
+  });
+
+  it.each([
+    ['HTTP/1.1 with Connection: close', 'GET /api/close HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'],
+    ['HTTP/1.0', 'GET /api/close HTTP/1.0\r\nhost: x\r\n\r\n'],
+  ])('honours a client that wants the connection closed (%s)', async (_name, raw) => {
+    const started = Date.now();
+    const answer = await rawExchange(proxy.port, raw, 10_000);
+    expect(answer).toMatch(/^HTTP\/1\.[01] 200 /);
+    expect(answer.toLowerCase()).toContain('\r\nconnection: close\r\n');
+    // rawExchange resolves when the proxy closes the socket, long before its 10 s fallback
+    expect(Date.now() - started).toBeLessThan(9_000);
+  });
+
+  it('keeps a keep-alive client connection open across requests', async () => {
+    const answer = await rawExchange(
+      proxy.port,
+      'GET /api/one HTTP/1.1\r\nhost: x\r\n\r\nGET /api/two HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n',
+      10_000,
+    );
+    expect(answer.match(/HTTP\/1\.1 200 /g)).toHaveLength(2);
+    expect(answer.toLowerCase()).toContain('connection: keep-alive');
+  });
+
+  it('answers a malformed request with 400 and keeps serving', async () => {
+    const before = upstream.seen.length;
+    expect(await rawExchange(proxy.port, 'GARBAGE\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+    expect(await rawExchange(proxy.port, 'GET /api/x HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n')).toMatch(
+      /^HTTP\/1\.1 400 /,
+    );
+    expect(upstream.seen.length).toBe(before);
+    expect((await httpRequest(`${proxy.url}/api/after`)).status).toBe(200);
   });
 
   it('prepends the path of an upstream base URL', async () => {
