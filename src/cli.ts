@@ -7,7 +7,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { buildApp } from './app.js';
 import { type Config, OPTIONS, VALUE_KEYS, defaultText, envName, resolveConfig } from './config.js';
 import { startDemoUpstream } from './demo.js';
-import { ProxyError } from './errors.js';
+import { ConfigError, ProxyError } from './errors.js';
 import { createLogger } from './logger.js';
 
 export interface CliIo {
@@ -49,7 +49,12 @@ function parseArgs(argv: readonly string[], io: CliIo): RawFlags {
     program.addOption(option);
   }
   program.addOption(new Option('--demo', 'start a built-in demo upstream (GET /api/ping) and proxy to it'));
+  program.allowExcessArguments(true);
   program.parse([...argv], { from: 'node' });
+  const stray = program.args[0];
+  if (stray !== undefined) {
+    throw new ConfigError(stray, `unexpected argument: ${JSON.stringify(stray)} (every option is a --flag; see --help)`);
+  }
 
   const flags: Record<string, string | boolean> = {};
   for (const [attribute, value] of Object.entries(program.opts())) {

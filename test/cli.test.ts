@@ -1,0 +1,401 @@
+/**
+ * End-to-end tests of the command line: every test spawns the built bin
+ * (`node bin/metrics-proxy.js`, which imports dist/ — build first with
+ * `npx tsc -p tsconfig.build.json`) against real servers on port 0. No mocks.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { echoHandler, httpRequest, sampleValue, startUpstream } from './helpers.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'bin', 'metrics-proxy.js');
+/** Discard port: nothing listens there, and no bad-input test should ever get as far as connecting. */
+const DEAD_UPSTREAM = 'http://127.0.0.1:9';
+const LOOPBACK = ['--host', '127.0.0.1'] as const;
+const ENV_PREFIX = 'METRICS_PROXY_';
+
+const run = promisify(execFile);
+
+type Cleanup = (fn: () => Promise<void> | void) => void;
+
+interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+interface RunningBin {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Resolves on 'exit'. */
+  readonly exited: Promise<Exit>;
+  /** Resolves on 'close': the process exited and its stdout/stderr are fully read. */
+  readonly closed: Promise<Exit>;
+  stdout(): string;
+  stderr(): string;
+  /** The next complete stdout line not yet returned; rejects if stdout ends first. */
+  nextLine(): Promise<string>;
+}
+
+interface Finished extends Exit {
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A copy of this process's environment without any METRICS_PROXY_* variable, plus `extra`. */
+function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.startsWith(ENV_PREFIX)) env[name] = value;
+  }
+  return { ...env, ...extra };
+}
+
+function isRunning(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+function killByPid(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone (ESRCH)
+  }
+}
+
+/** Spawns the bin; `cleanup` (onTestFinished) kills it by pid if it is still running when the test ends. */
+function spawnBin(args: readonly string[], env: Record<string, string>, cleanup: Cleanup): RunningBin {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const { pid } = child;
+  if (pid === undefined) throw new Error('spawn failed: no pid');
+  const exited = new Promise<Exit>((resolve, reject) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', reject);
+  });
+  const closed = new Promise<Exit>((resolve, reject) => {
+    child.once('close', (code, signal) => resolve({ code, signal }));
+    child.once('error', reject);
+  });
+  exited.catch(() => {});
+  closed.catch(() => {});
+  cleanup(async () => {
+    if (isRunning(child)) killByPid(pid);
+    await closed.catch(() => {});
+  });
+
+  let out = '';
+  let err = '';
+  let pending = '';
+  const lines: string[] = [];
+  let consumed = 0;
+  let ended = false;
+  const waiters: Array<{ resolve(line: string): void; reject(error: Error): void }> = [];
+  const settle = (): void => {
+    while (waiters.length > 0 && consumed < lines.length) waiters.shift()?.resolve(lines[consumed++] as string);
+    if (ended) {
+      for (const waiter of waiters.splice(0)) {
+        waiter.reject(new Error(`stdout ended before another line; exit ${String(child.exitCode)}, stderr: ${err}`));
+      }
+    }
+  };
+  child.stdout?.setEncoding('utf8');
+  child.stderr?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    out += chunk;
+    pending += chunk;
+    const parts = pending.split('\n');
+    pending = parts.pop() ?? '';
+    lines.push(...parts);
+    settle();
+  });
+  child.stdout?.on('end', () => {
+    ended = true;
+    // stderr may still be arriving; settle after it too so the rejection carries it.
+    if (child.stderr?.readableEnded === true) settle();
+    else child.stderr?.once('end', settle);
+  });
+  child.stderr?.on('data', (chunk: string) => {
+    err += chunk;
+  });
+
+  return {
+    child,
+    pid,
+    exited,
+    closed,
+    stdout: () => out,
+    stderr: () => err,
+    nextLine: () =>
+      new Promise<string>((resolve, reject) => {
+        waiters.push({ resolve, reject });
+        settle();
+      }),
+  };
+}
+
+/**
+ * Runs the bin to completion. Anything on stdout means it got as far as
+ * logging (i.e. listening), which no failing invocation may do: the child is
+ * killed at once so the test fails fast instead of hanging.
+ */
+async function runToExit(args: readonly string[], env: Record<string, string>, cleanup: Cleanup): Promise<Finished> {
+  const bin = spawnBin(args, env, cleanup);
+  bin.child.stdout?.once('data', () => killByPid(bin.pid));
+  const exit = await bin.closed;
+  return { ...exit, stdout: bin.stdout(), stderr: bin.stderr() };
+}
+
+interface Listening {
+  readonly bin: RunningBin;
+  readonly log: Record<string, unknown>;
+  readonly port: number;
+  readonly url: string;
+}
+
+/** Starts the bin and waits for its first stdout line, which must be the pino `listening` line. */
+async function startListening(args: readonly string[], env: Record<string, string> = {}): Promise<Listening> {
+  const bin = spawnBin(args, env, onTestFinished);
+  const line = await bin.nextLine();
+  const log = JSON.parse(line) as Record<string, unknown>;
+  expect(log.msg).toBe('listening');
+  const port = log.port;
+  if (typeof port !== 'number') throw new Error(`listening line has no numeric port: ${line}`);
+  expect(port).toBeGreaterThan(0);
+  return { bin, log, port, url: `http://127.0.0.1:${port}` };
+}
+
+async function exitWithin(bin: RunningBin, ms: number): Promise<Exit> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`still running ${ms} ms after SIGTERM; stderr: ${bin.stderr()}`)), ms);
+  });
+  try {
+    return await Promise.race([bin.exited, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function stopWithSigterm(bin: RunningBin): Promise<Exit> {
+  process.kill(bin.pid, 'SIGTERM');
+  return exitWithin(bin, 5_000);
+}
+
+/** One non-empty line ending in a newline, with no stack frames and no `SomethingError:` dump. */
+function expectOneCleanLine(stderr: string): string {
+  expect(stderr).toMatch(/^[^\n]*\S[^\n]*\n$/);
+  expect(stderr).not.toMatch(/^\s+at /m);
+  expect(stderr).not.toMatch(/\b\w*Error:/);
+  expect(stderr).not.toMatch(/node:internal|file:\/\//);
+  return stderr.trimEnd();
+}
+
+async function startUpstreamForTest(): ReturnType<typeof startUpstream> {
+  const upstream = await startUpstream(echoHandler);
+  onTestFinished(() => upstream.close());
+  return upstream;
+}
+
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+beforeAll(() => {
+  if (!existsSync(join(ROOT, 'dist', 'cli.js'))) {
+    throw new Error('dist/cli.js is missing: run `npx tsc -p tsconfig.build.json` before these tests');
+  }
+});
+
+interface BadInput {
+  readonly name: string;
+  readonly args: readonly string[];
+  readonly env?: Record<string, string>;
+  /** Substrings the one stderr line must contain: the option (flag or env var) and the bad value. */
+  readonly mentions: readonly string[];
+}
+
+// Every case that is not about --host/--port binds loopback port 0, so a regression that starts listening is harmless.
+const BAD_INPUTS: readonly BadInput[] = [
+  { name: '--upstream not-a-url', args: [...LOOPBACK, '--port', '0', '--upstream', 'not-a-url'], mentions: ['--upstream', 'not-a-url'] },
+  { name: '--upstream ftp://x', args: [...LOOPBACK, '--port', '0', '--upstream', 'ftp://x'], mentions: ['--upstream', 'ftp://x'] },
+  { name: '--port abc', args: [...LOOPBACK, '--upstream', DEAD_UPSTREAM, '--port', 'abc'], mentions: ['--port', 'abc'] },
+  { name: '--port 70000', args: [...LOOPBACK, '--upstream', DEAD_UPSTREAM, '--port', '70000'], mentions: ['--port', '70000'] },
+  { name: '--port -1', args: [...LOOPBACK, '--upstream', DEAD_UPSTREAM, '--port', '-1'], mentions: ['--port', '-1'] },
+  { name: '--port with no value', args: [...LOOPBACK, '--upstream', DEAD_UPSTREAM, '--port'], mentions: ['--port'] },
+  { name: '--buckets 5,1 (not increasing)', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--buckets', '5,1'], mentions: ['--buckets', '5,1'] },
+  { name: '--buckets a,b', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--buckets', 'a,b'], mentions: ['--buckets', 'a,b'] },
+  { name: "--buckets ''", args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--buckets', ''], mentions: ['--buckets', '""'] },
+  { name: '--log-level loud', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--log-level', 'loud'], mentions: ['--log-level', 'loud'] },
+  { name: '--api-prefix api (no leading slash)', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--api-prefix', 'api'], mentions: ['--api-prefix', 'api'] },
+  { name: 'unknown flag --frobnicate', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--frobnicate'], mentions: ['--frobnicate'] },
+  { name: 'a stray positional argument', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, 'stray'], mentions: ['stray'] },
+  { name: 'missing --upstream without --demo', args: [...LOOPBACK, '--port', '0'], mentions: ['--upstream', 'required'] },
+  { name: '--upstream together with --demo', args: [...LOOPBACK, '--port', '0', '--demo', '--upstream', DEAD_UPSTREAM], mentions: ['--upstream', '--demo'] },
+  { name: 'METRICS_PROXY_PORT=abc', args: [...LOOPBACK, '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_PORT: 'abc' }, mentions: ['METRICS_PROXY_PORT', 'abc'] },
+  { name: 'METRICS_PROXY_UPSTREAM=ftp://x', args: [...LOOPBACK, '--port', '0'], env: { METRICS_PROXY_UPSTREAM: 'ftp://x' }, mentions: ['METRICS_PROXY_UPSTREAM', 'ftp://x'] },
+  { name: 'METRICS_PROXY_BUCKETS=5,1', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_BUCKETS: '5,1' }, mentions: ['METRICS_PROXY_BUCKETS', '5,1'] },
+  { name: 'METRICS_PROXY_LOG_LEVEL=loud', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_LOG_LEVEL: 'loud' }, mentions: ['METRICS_PROXY_LOG_LEVEL', 'loud'] },
+  { name: 'METRICS_PROXY_API_PREFIX=api', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_API_PREFIX: 'api' }, mentions: ['METRICS_PROXY_API_PREFIX', 'api'] },
+];
+
+describe('bad input: exits non-zero before listening, with one clean line on stderr', () => {
+  it.concurrent.for(BAD_INPUTS)('$name', async ({ args, env, mentions }, { expect, onTestFinished: cleanup }) => {
+    const result = await runToExit(args, env ?? {}, cleanup);
+    expect(result.stdout).toBe('');
+    expect(result.signal).toBeNull();
+    expect(result.code).not.toBe(0);
+    expect(result.code).toEqual(expect.any(Number));
+    const line = expectOneCleanLine(result.stderr);
+    for (const text of mentions) expect(line).toContain(text);
+  });
+
+  it('the error names the env var, not a flag, when the bad value came from the environment', async () => {
+    const result = await runToExit([...LOOPBACK, '--upstream', DEAD_UPSTREAM], { METRICS_PROXY_PORT: 'abc' }, onTestFinished);
+    expect(expectOneCleanLine(result.stderr)).not.toContain('--port');
+  });
+
+  it('a port already in use: non-zero exit, one line naming the port, no stack', async () => {
+    const blocker = createNetServer();
+    await new Promise<void>((resolve, reject) => {
+      blocker.once('error', reject);
+      blocker.listen(0, '127.0.0.1', () => resolve());
+    });
+    onTestFinished(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+    const { port } = blocker.address() as AddressInfo;
+
+    const result = await runToExit([...LOOPBACK, '--port', String(port), '--upstream', DEAD_UPSTREAM], {}, onTestFinished);
+    expect(result.stdout).toBe('');
+    expect(result.signal).toBeNull();
+    expect(result.code).not.toBe(0);
+    const line = expectOneCleanLine(result.stderr);
+    expect(line).toContain(String(port));
+    expect(line).toMatch(/in use/i);
+  });
+});
+
+describe('--help and --version', () => {
+  it('--help exits 0 and lists every flag and its env var', async () => {
+    const { stdout, stderr } = await run(process.execPath, [BIN, '--help'], { cwd: ROOT, env: childEnv() });
+    expect(stderr).toBe('');
+    const flags = ['--upstream', '--port', '--host', '--api-prefix', '--metrics-path', '--buckets', '--log-level', '--demo', '--version'];
+    for (const flag of flags) expect(stdout).toMatch(new RegExp(`(^|[\\s,])${flag}(?![\\w-])`, 'm'));
+    const envVars = ['UPSTREAM', 'PORT', 'HOST', 'API_PREFIX', 'METRICS_PATH', 'BUCKETS', 'LOG_LEVEL'].map((s) => `${ENV_PREFIX}${s}`);
+    for (const name of envVars) expect(stdout).toMatch(new RegExp(`\\b${name}\\b`));
+  });
+
+  it('--version prints the package.json version and exits 0', async () => {
+    const pkg = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(pkg.version).toMatch(/^\d+\.\d+\.\d+/);
+    const { stdout, stderr } = await run(process.execPath, [BIN, '--version'], { cwd: ROOT, env: childEnv() });
+    expect(stderr).toBe('');
+    expect(stdout).toBe(`${pkg.version}\n`);
+  });
+});
+
+describe('running', () => {
+  it('logs a listening line with the bound port, proxies /api/*, and exits 0 on SIGTERM', async () => {
+    const upstream = await startUpstreamForTest();
+    const { bin, log, url } = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url]);
+    expect(log.address).toBe('127.0.0.1');
+    expect(log.upstream).toBe(`${upstream.url}/`);
+
+    // fetch keeps its connection alive: shutdown must not wait on an idle client socket.
+    const res = await fetch(`${url}/api/things?x=1`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-echo-url')).toBe('/api/things?x=1');
+    await res.arrayBuffer();
+    expect(upstream.seen.map((r) => r.url)).toEqual(['/api/things?x=1']);
+
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+  });
+
+  it('--demo serves GET /api/ping and counts it in /metrics', async () => {
+    const { bin, url } = await startListening([...LOOPBACK, '--port', '0', '--demo']);
+
+    const before = await httpRequest(`${url}/metrics`);
+    expect(before.status).toBe(200);
+    expect(sampleValue(before.body.toString('utf8'), 'apiCount', { method: 'GET' })).toBeUndefined();
+
+    const ping = await httpRequest(`${url}/api/ping`);
+    expect(ping.status).toBe(200);
+    expect(JSON.parse(ping.body.toString('utf8'))).toEqual({ message: 'hello world' });
+
+    const after = await httpRequest(`${url}/metrics`);
+    expect(after.status).toBe(200);
+    const text = after.body.toString('utf8');
+    expect(sampleValue(text, 'apiCount', { method: 'GET' })).toBe(1);
+    expect(sampleValue(text, 'apiDuration_count', { method: 'GET' })).toBe(1);
+
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+  });
+});
+
+describe('precedence: flags > env > defaults', () => {
+  it('uses METRICS_PROXY_UPSTREAM when --upstream is not given', async () => {
+    const upstream = await startUpstreamForTest();
+    const { bin, log, url } = await startListening([...LOOPBACK, '--port', '0'], { METRICS_PROXY_UPSTREAM: upstream.url });
+    expect(log.upstream).toBe(`${upstream.url}/`);
+    const res = await httpRequest(`${url}/api/from-env`);
+    expect(res.status).toBe(200);
+    expect(upstream.seen.map((r) => r.url)).toEqual(['/api/from-env']);
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+  });
+
+  it('a flag beats the env var: METRICS_PROXY_PORT=abc is ignored when --port 0 is given', async () => {
+    const upstream = await startUpstreamForTest();
+    const { bin, port, url } = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url], {
+      METRICS_PROXY_PORT: 'abc',
+    });
+    expect(port).toBeGreaterThan(0);
+    expect((await httpRequest(`${url}/api/x`)).status).toBe(200);
+    expect(bin.stderr()).toBe('');
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+  });
+
+  it('METRICS_PROXY_API_PREFIX=/v1 forwards /v1/x and answers /api/x with 404', async () => {
+    const upstream = await startUpstreamForTest();
+    const { bin, log, url } = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url], {
+      METRICS_PROXY_API_PREFIX: '/v1',
+    });
+    expect(log.apiPrefix).toBe('/v1');
+    const forwarded = await httpRequest(`${url}/v1/x`);
+    expect(forwarded.status).toBe(200);
+    expect(forwarded.headers['x-echo-url']).toBe('/v1/x');
+    const notForwarded = await httpRequest(`${url}/api/x`);
+    expect(notForwarded.status).toBe(404);
+    expect(upstream.seen.map((r) => r.url)).toEqual(['/v1/x']);
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+  });
+});
+
+describe('packaging', () => {
+  it('npm pack ships bin and dist only, and the installed bin runs', { timeout: 120_000 }, async () => {
+    const packDir = await tempDir('metrics-proxy-pack-');
+    const npmOptions = { cwd: ROOT, env: childEnv(), maxBuffer: 16 * 1024 * 1024, timeout: 100_000 };
+    // --ignore-scripts: pack the dist/ that `npm test` just built instead of rebuilding it under other tests' feet
+    const packed = await run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', packDir], npmOptions);
+    const [manifest] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
+    if (manifest === undefined) throw new Error(`npm pack printed no manifest: ${packed.stdout}`);
+    const paths = manifest.files.map((f) => f.path);
+    expect(paths).toEqual(expect.arrayContaining(['bin/metrics-proxy.js', 'dist/cli.js', 'package.json']));
+    expect(paths.filter((p) => p.startsWith('src/') || p.startsWith('test/') || p.endsWith('.map'))).toEqual([]);
+
+    const tarball = join(packDir, manifest.filename);
+    expect(existsSync(tarball)).toBe(true);
+    const installDir = await tempDir('metrics-proxy-install-');
+    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball], { ...npmOptions, cwd: installDir });
+
+    const installedBin = join(installDir, 'node_modules', '.bin', 'metrics-proxy');
+    const help = await run(installedBin, ['--help'], { cwd: installDir, env: childEnv(), timeout: 30_000 });
+    expect(help.stdout).toContain('--upstream');
+    expect(help.stderr).toBe('');
+  });
+});
