@@ -1,22 +1,32 @@
 /**
- * The one wiring point: registry → logger → metrics → proxy → router → server.
+ * The one wiring point: registry → logger → metrics → proxy → router → servers.
  * Everything stateful is created here, per instance, so two apps in one
  * process share nothing.
  */
 import { Agent as HttpAgent, type Server } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { isIP } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
+import { createBearerCheck } from './bearer.js';
 import type { ProxyConfig } from './config.js';
+import { HEALTH_PATH, READY_PATH, createHealth } from './health.js';
 import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createMetricsEndpoint } from './metrics-endpoint.js';
 import { createPathClassifier } from './paths.js';
 import { createHttpForwarder } from './proxy.js';
-import { createRequestListener, createUpgradeListener } from './router.js';
+import {
+  type Handler,
+  createAdminListener,
+  createRequestListener,
+  createUpgradeListener,
+  refuseUpgrade,
+} from './router.js';
 import { closeServer, createHttpServer, listen } from './server.js';
+import { createTimeoutGuard } from './upstream-timeouts.js';
 import { createWebSocketForwarder } from './websocket.js';
 
 export interface AppDeps {
@@ -27,15 +37,25 @@ export interface AppDeps {
 export interface ListeningAddress {
   readonly address: string;
   readonly port: number;
+  /** The admin listener, when --metrics-port is set. */
+  readonly admin?: { readonly address: string; readonly port: number };
 }
 
 export interface App {
   readonly registry: Registry;
   readonly server: Server;
+  /** The admin listener (metrics, health), when --metrics-port is set. */
+  readonly adminServer: Server | undefined;
   readonly logger: Logger;
-  /** Binds `config.host:config.port` and logs one `listening` line with the port actually bound. */
+  /** Binds the listeners and logs one `listening` line with the ports actually bound. */
   listen(): Promise<ListeningAddress>;
-  /** Stops accepting, waits up to `graceMs` for in-flight requests, then closes everything. */
+  /**
+   * Graceful drain, as on SIGTERM: readiness 503 and `Connection: close` at once; keep serving for
+   * the drain delay; stop accepting; let in-flight requests finish within the shutdown timeout;
+   * close WebSockets with 1001; then close everything.
+   */
+  shutdown(): Promise<void>;
+  /** Stops at once, giving in-flight requests up to `graceMs`; for tests and embedding. */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -51,48 +71,114 @@ function createUpstreamAgent(upstream: URL): HttpAgent {
   return new HttpsAgent({ ...options, servername: isIP(hostname) === 0 ? hostname : '' });
 }
 
+function requireToken(check: (req: Parameters<Handler>[0]) => boolean, handler: Handler): Handler {
+  return (req, res) => {
+    if (check(req)) {
+      handler(req, res);
+      return;
+    }
+    res.writeHead(401, {
+      'www-authenticate': 'Bearer realm="metrics"',
+      'content-type': 'application/json; charset=utf-8',
+    });
+    res.end(JSON.stringify({ ok: false, msg: 'missing or wrong bearer token' }));
+  };
+}
+
 export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   const registry = deps.registry ?? new Registry();
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics = createMetrics(registry, { bucketsMs: config.bucketsMs });
+  const health = createHealth({ upstream: config.upstream, readyPath: config.readyPath, timeoutMs: config.connectTimeoutMs });
+  const isDraining = (): boolean => health.draining;
   const agent = createUpstreamAgent(config.upstream);
   // No `xfwd`, no `changeOrigin`: headers.ts owns the header rules, and the Host the client sent is kept.
   const proxy = httpProxy.createProxyServer({ target: config.upstream.href, agent, ws: true });
-  const http = createHttpForwarder({ proxy, metrics, log: logger });
-  const websocket = createWebSocketForwarder({ proxy, metrics, log: logger });
+  const guard = createTimeoutGuard({
+    connectMs: config.connectTimeoutMs,
+    responseMs: config.upstreamTimeoutMs,
+    idleMs: config.idleTimeoutMs,
+  });
+  const http = createHttpForwarder({ proxy, metrics, log: logger, guard, isDraining });
+  const websocket = createWebSocketForwarder({ proxy, metrics, log: logger, guard, idleTimeoutMs: config.wsIdleTimeoutMs });
+
+  const serveMetrics = createMetricsEndpoint(registry, metrics, logger);
+  const ownRoutes = new Map<string, Handler>([
+    [config.metricsPath, config.metricsToken === undefined ? serveMetrics : requireToken(createBearerCheck(config.metricsToken), serveMetrics)],
+    [HEALTH_PATH, health.serveLiveness],
+    [READY_PATH, health.serveReadiness],
+  ]);
+  const separateAdmin = config.metricsPort !== undefined;
+  // With an admin port the main port still reserves the metrics path (404, never forwarded) but answers nothing itself.
   const routerDeps = {
-    classify: createPathClassifier(config.apiPrefix, config.metricsPath),
+    classify: createPathClassifier(config.apiPrefix, separateAdmin ? [config.metricsPath] : ownRoutes.keys()),
     http,
     websocket,
-    serveMetrics: createMetricsEndpoint(registry, metrics, logger),
+    ownRoutes: separateAdmin ? new Map<string, Handler>() : ownRoutes,
+    isDraining,
   };
-  const server = createHttpServer({
-    onRequest: createRequestListener(routerDeps),
-    onUpgrade: createUpgradeListener(routerDeps),
-  });
+  const limits = {
+    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    maxHeaderSize: config.maxHeaderSize,
+  };
+  const server = createHttpServer(
+    { onRequest: createRequestListener(routerDeps), onUpgrade: createUpgradeListener(routerDeps) },
+    limits,
+  );
+  const adminServer = separateAdmin
+    ? createHttpServer({ onRequest: createAdminListener(ownRoutes, isDraining), onUpgrade: refuseUpgrade }, limits)
+    : undefined;
+
+  async function closeAll(graceMs: number): Promise<void> {
+    const closing = closeServer(server, graceMs);
+    websocket.closeAll();
+    await closing;
+    if (adminServer !== undefined) await closeServer(adminServer, 1_000);
+    proxy.close();
+    agent.destroy();
+  }
 
   return {
     registry,
     server,
+    adminServer,
     logger,
     async listen() {
       const bound = await listen(server, config.port, config.host);
+      let admin: ListeningAddress['admin'];
+      if (adminServer !== undefined && config.metricsPort !== undefined) {
+        try {
+          const adminBound = await listen(adminServer, config.metricsPort, config.metricsHost ?? config.host, '--metrics-port');
+          admin = { address: adminBound.address, port: adminBound.port };
+        } catch (err) {
+          await closeServer(server, 0);
+          throw err;
+        }
+      }
       logger.info(
         {
           address: bound.address,
           port: bound.port,
+          ...(admin === undefined ? {} : { metricsAddress: admin.address, metricsPort: admin.port }),
           upstream: config.upstream.href,
           apiPrefix: config.apiPrefix,
           metricsPath: config.metricsPath,
         },
         'listening',
       );
-      return { address: bound.address, port: bound.port };
+      return { address: bound.address, port: bound.port, ...(admin === undefined ? {} : { admin }) };
+    },
+    async shutdown() {
+      health.startDraining();
+      logger.info({ drainDelayMs: config.drainDelayMs, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'draining');
+      if (config.drainDelayMs > 0) await delay(config.drainDelayMs);
+      logger.info({ openWebSockets: websocket.openSessions() }, 'refusing new connections');
+      await closeAll(config.shutdownTimeoutMs);
     },
     async close(graceMs = DEFAULT_CLOSE_GRACE_MS) {
-      await closeServer(server, websocket.openSessions, graceMs);
-      proxy.close();
-      agent.destroy();
+      health.startDraining();
+      await closeAll(graceMs);
     },
   };
 }

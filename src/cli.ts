@@ -2,6 +2,7 @@
  * The command line: commander → raw strings → resolveConfig → app. The only
  * module that touches `process` (signals); `main` returns the exit code.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { buildApp } from './app.js';
@@ -9,6 +10,7 @@ import { type Config, OPTIONS, VALUE_KEYS, defaultText, envName, resolveConfig }
 import { startDemoUpstream } from './demo.js';
 import { ConfigError, ProxyError } from './errors.js';
 import { createLogger } from './logger.js';
+import type { Logger } from 'pino';
 
 export interface CliIo {
   readonly stdout: { write(text: string): unknown };
@@ -16,8 +18,6 @@ export interface CliIo {
 }
 
 const PROGRAM = 'metrics-proxy';
-/** What a second SIGTERM/SIGINT, or the shutdown grace, ends with. */
-const SHUTDOWN_GRACE_MS = 10_000;
 
 function packageVersion(): string {
   const require = createRequire(import.meta.url);
@@ -108,16 +108,28 @@ export async function main(
     throw err;
   }
 
+  let metricsToken = config.metricsToken;
+  if (config.metricsTokenFile !== undefined) {
+    try {
+      metricsToken = readTokenFile(config.metricsTokenFile);
+    } catch (err) {
+      io.stderr.write(`${PROGRAM}: ${(err as Error).message}\n`);
+      return 2;
+    }
+  }
+
   const logger = createLogger(config.logLevel);
+  const stopOnCrash = installCrashHandlers(logger);
   const demo = config.demo ? await startDemoUpstream() : undefined;
   const upstream = demo?.url ?? config.upstream;
   if (upstream === undefined) throw new Error('resolveConfig guarantees an upstream unless --demo');
-  const app = buildApp({ ...config, upstream }, { logger });
+  const app = buildApp({ ...config, upstream, metricsToken }, { logger });
   const signals = waitForSignal();
   try {
     await app.listen();
   } catch (err) {
     signals.dispose();
+    stopOnCrash();
     await demo?.close();
     if (err instanceof ProxyError) {
       io.stderr.write(`${PROGRAM}: ${err.message}\n`);
@@ -131,14 +143,53 @@ export async function main(
   signals.dispose();
   logger.info({ signal }, 'shutting down');
   // A second signal while draining: leave at once.
-  const forceExit = (): never => process.exit(1);
+  const forceExit = (second: NodeJS.Signals): void => {
+    logger.warn({ signal: second }, 'second signal: exiting at once');
+    logger.flush();
+    process.exit(1);
+  };
   process.once('SIGTERM', forceExit);
   process.once('SIGINT', forceExit);
-  await app.close(SHUTDOWN_GRACE_MS);
+  await app.shutdown();
   await demo?.close();
   logger.info('stopped');
-  logger.flush();
   process.off('SIGTERM', forceExit);
   process.off('SIGINT', forceExit);
+  stopOnCrash();
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return 0;
+}
+
+function readTokenFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError('--metrics-token-file', `cannot read --metrics-token-file ${JSON.stringify(path)}: ${code}`);
+  }
+  const token = text.trim();
+  if (token === '' || /\s/.test(token)) {
+    throw new ConfigError('--metrics-token-file', `invalid token in --metrics-token-file ${JSON.stringify(path)}: expected one non-empty word`);
+  }
+  return token;
+}
+
+/**
+ * A bug that escapes every handler leaves the process in an unknown state: log it with its stack at
+ * `fatal` and exit non-zero so the orchestrator restarts a clean process. Returns the uninstaller.
+ */
+function installCrashHandlers(logger: Logger): () => void {
+  const onCrash = (err: unknown, origin: string): void => {
+    logger.fatal({ err, origin }, 'uncaught exception: exiting');
+    logger.flush();
+    process.exit(70);
+  };
+  const onRejection = (reason: unknown): void => onCrash(reason, 'unhandledRejection');
+  process.on('uncaughtException', onCrash);
+  process.on('unhandledRejection', onRejection);
+  return () => {
+    process.off('uncaughtException', onCrash);
+    process.off('unhandledRejection', onRejection);
+  };
 }

@@ -7,7 +7,10 @@ import {
   type LogLevel,
   parseBuckets,
   parseHost,
+  parseFilePath,
+  parseHeaderSize,
   parseLogLevel,
+  parseMillis,
   parsePort,
   parseRoutePath,
   parseUpstream,
@@ -23,6 +26,32 @@ export interface Config {
   readonly metricsPath: string;
   readonly bucketsMs: readonly number[];
   readonly logLevel: LogLevel;
+  /** Upstream TCP/TLS connect; on expiry 504. */
+  readonly connectTimeoutMs: number;
+  /** From the end of the client's request to the upstream's response headers; 0 = off. */
+  readonly upstreamTimeoutMs: number;
+  /** No bytes in either direction of an HTTP exchange for this long closes it; 0 = off. */
+  readonly idleTimeoutMs: number;
+  /** The same for an open WebSocket session; 0 = off. */
+  readonly wsIdleTimeoutMs: number;
+  /** Idle client keep-alive connections are closed after this (above load balancers' 60 s). */
+  readonly keepAliveTimeoutMs: number;
+  /** Larger request heads get 431. */
+  readonly maxHeaderSize: number;
+  /** After SIGTERM: keep serving this long (readiness already 503) before refusing new connections. */
+  readonly drainDelayMs: number;
+  /** After the drain delay: how long in-flight requests may take before they are cut. */
+  readonly shutdownTimeoutMs: number;
+  /** Upstream path for the readiness check (HTTP GET, 2xx/3xx = ready); undefined = a TCP connect. */
+  readonly readyPath: string | undefined;
+  /** A separate admin listener for metrics and health; undefined = served on the main port. */
+  readonly metricsPort: number | undefined;
+  /** Address of the admin listener; undefined = the same as `host`. */
+  readonly metricsHost: string | undefined;
+  /** A file holding the bearer token the metrics path requires. */
+  readonly metricsTokenFile: string | undefined;
+  /** The bearer token itself, from the environment only (a flag would show in `ps`). */
+  readonly metricsToken: string | undefined;
 }
 
 /** What the proxy itself needs: a Config whose upstream is known. */
@@ -30,7 +59,7 @@ export interface ProxyConfig extends Config {
   readonly upstream: URL;
 }
 
-type ValueKey = Exclude<keyof Config, 'demo'>;
+type ValueKey = Exclude<keyof Config, 'demo' | 'metricsToken'>;
 
 export interface OptionSpec<K extends ValueKey> {
   /** Commander flag syntax, e.g. `--port <n>`. */
@@ -48,7 +77,23 @@ export const DEFAULTS = Object.freeze({
   metricsPath: '/metrics',
   bucketsMs: Object.freeze([1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]),
   logLevel: 'info',
+  connectTimeoutMs: 5_000,
+  upstreamTimeoutMs: 60_000,
+  idleTimeoutMs: 300_000,
+  wsIdleTimeoutMs: 0,
+  keepAliveTimeoutMs: 65_000,
+  maxHeaderSize: 16_384,
+  drainDelayMs: 0,
+  shutdownTimeoutMs: 25_000,
+  readyPath: undefined,
+  metricsPort: undefined,
+  metricsHost: undefined,
+  metricsTokenFile: undefined,
+  metricsToken: undefined,
 } satisfies Config);
+
+/** The env var that carries the metrics bearer token itself (there is deliberately no flag for it). */
+export const METRICS_TOKEN_ENV = 'METRICS_PROXY_METRICS_TOKEN';
 
 export const OPTIONS: { readonly [K in ValueKey]: OptionSpec<K> } = {
   upstream: {
@@ -70,6 +115,66 @@ export const OPTIONS: { readonly [K in ValueKey]: OptionSpec<K> } = {
   },
   bucketsMs: { flag: '--buckets <ms,...>', description: 'apiDuration bucket bounds in milliseconds', parse: parseBuckets },
   logLevel: { flag: '--log-level <level>', description: 'pino log level', parse: parseLogLevel },
+  connectTimeoutMs: {
+    flag: '--connect-timeout <ms>',
+    description: 'upstream TCP/TLS connect timeout; 504 on expiry',
+    parse: parseMillis,
+  },
+  upstreamTimeoutMs: {
+    flag: '--upstream-timeout <ms>',
+    description: 'time from the end of the request to the upstream response headers; 504 on expiry; 0 = off',
+    parse: parseMillis,
+  },
+  idleTimeoutMs: {
+    flag: '--idle-timeout <ms>',
+    description: 'close an HTTP exchange with no bytes moving in either direction for this long; 0 = off',
+    parse: parseMillis,
+  },
+  wsIdleTimeoutMs: {
+    flag: '--ws-idle-timeout <ms>',
+    description: 'close a WebSocket session with no bytes moving for this long; 0 = off',
+    parse: parseMillis,
+  },
+  keepAliveTimeoutMs: {
+    flag: '--keep-alive-timeout <ms>',
+    description: 'close idle client keep-alive connections after this; keep it above your load balancer\'s idle timeout',
+    parse: parseMillis,
+  },
+  maxHeaderSize: {
+    flag: '--max-header-size <bytes>',
+    description: 'largest request head accepted; larger gets 431',
+    parse: parseHeaderSize,
+  },
+  drainDelayMs: {
+    flag: '--drain-delay <ms>',
+    description: 'on SIGTERM, keep serving this long (readiness 503) before refusing connections',
+    parse: parseMillis,
+  },
+  shutdownTimeoutMs: {
+    flag: '--shutdown-timeout <ms>',
+    description: 'on SIGTERM, after the drain delay, how long in-flight requests may take',
+    parse: parseMillis,
+  },
+  readyPath: {
+    flag: '--ready-path <path>',
+    description: 'upstream path GET by /readyz (2xx/3xx = ready); default: a TCP connect',
+    parse: parseRoutePath,
+  },
+  metricsPort: {
+    flag: '--metrics-port <n>',
+    description: 'serve metrics and health on this separate port instead of the main one',
+    parse: parsePort,
+  },
+  metricsHost: {
+    flag: '--metrics-host <addr>',
+    description: 'listen address of --metrics-port (default: --host)',
+    parse: parseHost,
+  },
+  metricsTokenFile: {
+    flag: '--metrics-token-file <file>',
+    description: 'file holding a bearer token required on the metrics path (or set METRICS_PROXY_METRICS_TOKEN)',
+    parse: parseFilePath,
+  },
 };
 
 export const VALUE_KEYS = Object.keys(OPTIONS) as ValueKey[];
@@ -124,7 +229,23 @@ export function resolveConfig(layers: ConfigLayers): Config {
       `missing option: --upstream <url> (or ${envName('upstream')}) is required unless --demo is given`,
     );
   }
+  const token = env[METRICS_TOKEN_ENV];
+  if (token !== undefined && token.trim() !== '') {
+    if (resolved.metricsTokenFile !== undefined) {
+      throw new ConfigError(
+        '--metrics-token-file',
+        `invalid options: ${METRICS_TOKEN_ENV} and --metrics-token-file (or ${envName('metricsTokenFile')}) cannot be used together`,
+      );
+    }
+    resolved.metricsToken = token.trim();
+  }
   const config = resolved as unknown as Config;
+  if (config.metricsPort !== undefined && config.metricsPort !== 0 && config.metricsPort === config.port) {
+    throw new ConfigError(
+      '--metrics-port',
+      `invalid value for --metrics-port: "${config.metricsPort}" (must differ from --port)`,
+    );
+  }
   if (config.metricsPath === config.apiPrefix) {
     throw new ConfigError(
       '--metrics-path',

@@ -28,3 +28,12 @@ export class ListenError extends ProxyError {
     super('MP_ERR_LISTEN', message, { cause });
   }
 }
+
+export type UpstreamTimeoutCode = 'MP_ERR_CONNECT_TIMEOUT' | 'MP_ERR_RESPONSE_TIMEOUT' | 'MP_ERR_IDLE_TIMEOUT';
+
+/** An upstream request the proxy gave up on; the code tells which timer fired. */
+export class UpstreamTimeoutError extends ProxyError {
+  constructor(code: UpstreamTimeoutCode, ms: number) {
+    super(code, `upstream ${code.slice(7, -8).toLowerCase()} timeout after ${ms} ms`);
+  }
+}

@@ -84,3 +84,28 @@ export function parseLogLevel(raw: string, source: string): LogLevel {
   if (known === undefined) throw invalid(source, raw, `expected one of ${LOG_LEVELS.join(', ')}`);
   return known;
 }
+
+/** A duration in whole milliseconds; 0 means "off" where the option allows it. */
+export function parseMillis(raw: string, source: string): number {
+  const text = raw.trim();
+  const ms = /^\d{1,10}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(ms) || ms > 2_147_483_647) {
+    throw invalid(source, raw, 'expected a whole number of milliseconds, 0 or more');
+  }
+  return ms;
+}
+
+/** A size in bytes, within Node's limits for header sizes. */
+export function parseHeaderSize(raw: string, source: string): number {
+  const text = raw.trim();
+  const bytes = /^\d{1,9}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isInteger(bytes) || bytes < 1024 || bytes > 1024 * 1024) {
+    throw invalid(source, raw, 'expected a number of bytes from 1024 to 1048576');
+  }
+  return bytes;
+}
+
+export function parseFilePath(raw: string, source: string): string {
+  if (raw.trim() === '') throw invalid(source, raw, 'expected a file path');
+  return raw;
+}

@@ -1,5 +1,5 @@
 /**
- * Decides what a request target is for: the proxy's own metrics, forwarding,
+ * Decides what a request target is for: the proxy's own endpoints, forwarding,
  * or neither. Dot segments (`..`, `%2e%2e`) are resolved before the prefix is
  * matched, and a path that would leave the prefix once an upstream decodes
  * `%2f`/`%5c` as slashes is rejected, so no request can reach an upstream path
@@ -7,14 +7,13 @@
  */
 
 export type PathDecision =
-  | { readonly kind: 'metrics' }
+  | { readonly kind: 'own'; readonly path: string }
   | { readonly kind: 'forward'; readonly url: string }
   | { readonly kind: 'not_found' }
   | { readonly kind: 'bad_request'; readonly msg: string };
 
 export type PathClassifier = (rawUrl: string) => PathDecision;
 
-const METRICS: PathDecision = Object.freeze({ kind: 'metrics' });
 const NOT_FOUND: PathDecision = Object.freeze({ kind: 'not_found' });
 const BAD_TARGET: PathDecision = Object.freeze({ kind: 'bad_request', msg: 'invalid request target' });
 const ESCAPES: PathDecision = Object.freeze({ kind: 'bad_request', msg: 'request path escapes the API prefix' });
@@ -23,7 +22,13 @@ const DUMMY_BASE = 'http://metrics-proxy.invalid';
 /** Anything that could be, or decode to, a dot segment or a path separator. */
 const SUSPICIOUS = /\/\.|\\|#|%(?:2e|2f|5c)/i;
 
-export function createPathClassifier(apiPrefix: string, metricsPath: string): PathClassifier {
+/**
+ * `ownPaths` are answered by the proxy itself (metrics, health) and are never
+ * forwarded, even when they fall under the prefix.
+ */
+export function createPathClassifier(apiPrefix: string, ownPaths: Iterable<string>): PathClassifier {
+  const own = new Map<string, PathDecision>();
+  for (const path of ownPaths) own.set(path, Object.freeze({ kind: 'own', path }));
   const under = apiPrefix === '/' ? '/' : `${apiPrefix}/`;
   const inPrefix = (path: string): boolean => apiPrefix === '/' || path === apiPrefix || path.startsWith(under);
 
@@ -45,14 +50,16 @@ export function createPathClassifier(apiPrefix: string, metricsPath: string): Pa
       if (resolved === undefined) return BAD_TARGET;
       const decoded = resolveDotSegments(resolved.replace(/%2f|%5c/gi, '/').replace(/%2e/gi, '.'));
       if (decoded === undefined) return BAD_TARGET;
-      if (resolved === metricsPath) return METRICS;
+      const ownResolved = own.get(resolved);
+      if (ownResolved !== undefined) return ownResolved;
       if (!inPrefix(resolved) || !inPrefix(decoded)) {
         return inPrefix(rawPath) || inPrefix(resolved) ? ESCAPES : NOT_FOUND;
       }
       path = resolved;
     }
 
-    if (path === metricsPath) return METRICS;
+    const ownPath = own.get(path);
+    if (ownPath !== undefined) return ownPath;
     if (!inPrefix(path)) return NOT_FOUND;
     return { kind: 'forward', url: path === rawPath ? target : path + query };
   };

@@ -19,6 +19,10 @@ export interface HttpForwarderDeps {
   readonly proxy: httpProxy;
   readonly metrics: MetricsRecorder;
   readonly log: Logger;
+  /** Arms connect/response/idle timers on each upstream request. */
+  readonly guard: (proxyReq: ClientRequest, clientReq?: IncomingMessage) => void;
+  /** While true, every response tells the client to close its connection (graceful drain). */
+  readonly isDraining: () => boolean;
 }
 
 export interface HttpForwarder {
@@ -41,7 +45,7 @@ type TrackedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
 type WebWithCallback = (req: IncomingMessage, res: ServerResponse, callback: httpProxy.ErrorCallback) => void;
 type TrackedUpstreamResponse = IncomingMessage & { [CLIENT_RESPONSE]?: TrackedResponse };
 
-export function createHttpForwarder({ proxy, metrics, log }: HttpForwarderDeps): HttpForwarder {
+export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: HttpForwarderDeps): HttpForwarder {
   function countError(exchange: Exchange): void {
     if (exchange.errorCounted) return;
     exchange.errorCounted = true;
@@ -69,11 +73,15 @@ export function createHttpForwarder({ proxy, metrics, log }: HttpForwarderDeps):
     res.destroy();
   }
 
-  proxy.on('proxyReq', (proxyReq: ClientRequest, _req: IncomingMessage, res: ServerResponse) => {
+  proxy.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage, res: ServerResponse) => {
     const exchange = (res as TrackedResponse)[EXCHANGE];
     if (exchange === undefined) return;
     exchange.proxyReq = proxyReq;
-    if (exchange.closed) proxyReq.destroy();
+    if (exchange.closed) {
+      proxyReq.destroy();
+      return;
+    }
+    guard(proxyReq, req);
   });
 
   proxy.on('proxyRes', (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
@@ -82,6 +90,7 @@ export function createHttpForwarder({ proxy, metrics, log }: HttpForwarderDeps):
     if (exchange === undefined) return;
     prepareResponseHeaders(proxyRes.headers);
     // Say what Node will do with the client connection (http-proxy would otherwise invent a value).
+    if (isDraining()) res.shouldKeepAlive = false;
     proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
     if ((proxyRes.statusCode ?? 0) >= 500) countError(exchange);
     (proxyRes as TrackedUpstreamResponse)[CLIENT_RESPONSE] = tracked;

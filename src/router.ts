@@ -1,22 +1,27 @@
 /**
- * The request and upgrade listeners: the metrics path is answered here, the
- * API prefix goes to the forwarders, anything else gets a 404 and is never
- * forwarded. Only forwarded requests appear in the api* metrics.
+ * The request and upgrade listeners. The proxy's own endpoints (metrics,
+ * health) are answered here, the API prefix goes to the forwarders, anything
+ * else gets a 404 and is never forwarded. Only forwarded requests appear in
+ * the api* metrics.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
 import { performance } from 'node:perf_hooks';
-import type { MetricsEndpoint } from './metrics-endpoint.js';
+import type { Duplex } from 'node:stream';
 import type { PathClassifier } from './paths.js';
 import type { HttpForwarder } from './proxy.js';
 import { errorBody, sendJson, sendJsonOnSocket } from './respond.js';
 import type { WebSocketForwarder } from './websocket.js';
 
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
 export interface RouterDeps {
   readonly classify: PathClassifier;
   readonly http: HttpForwarder;
   readonly websocket: WebSocketForwarder;
-  readonly serveMetrics: MetricsEndpoint;
+  /** Handlers of the proxy's own paths; a path the classifier reserves but this map lacks gets 404. */
+  readonly ownRoutes: ReadonlyMap<string, Handler>;
+  /** While draining, every answer asks the client to close its connection. */
+  readonly isDraining: () => boolean;
 }
 
 const NOT_FOUND = errorBody('not found');
@@ -24,19 +29,24 @@ const NOT_FOUND = errorBody('not found');
 /** A reset client socket is closed by Node already; there is nothing left to answer. */
 function ignoreSocketError(): void {}
 
-export function createRequestListener({ classify, http, serveMetrics }: RouterDeps) {
+export function notFound(_req: IncomingMessage, res: ServerResponse): void {
+  sendJson(res, 404, NOT_FOUND);
+}
+
+export function createRequestListener({ classify, http, ownRoutes, isDraining }: RouterDeps) {
   return function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const startedAt = performance.now();
+    if (isDraining()) res.shouldKeepAlive = false;
     const decision = classify(req.url ?? '');
     switch (decision.kind) {
       case 'forward':
         http.forward(req, res, decision.url, startedAt);
         return;
-      case 'metrics':
-        serveMetrics(req, res);
+      case 'own':
+        (ownRoutes.get(decision.path) ?? notFound)(req, res);
         return;
       case 'not_found':
-        sendJson(res, 404, NOT_FOUND);
+        notFound(req, res);
         return;
       case 'bad_request':
         sendJson(res, 400, errorBody(decision.msg));
@@ -61,4 +71,20 @@ export function createUpgradeListener({ classify, websocket }: RouterDeps) {
       websocket.forward(req, socket, head, decision.url, startedAt);
     }
   };
+}
+
+/** The admin listener: only the proxy's own paths, never forwarding. */
+export function createAdminListener(ownRoutes: ReadonlyMap<string, Handler>, isDraining: () => boolean) {
+  return function onAdminRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (isDraining()) res.shouldKeepAlive = false;
+    const url = req.url ?? '';
+    const queryAt = url.indexOf('?');
+    const path = queryAt === -1 ? url : url.slice(0, queryAt);
+    (ownRoutes.get(path) ?? notFound)(req, res);
+  };
+}
+
+export function refuseUpgrade(_req: IncomingMessage, socket: Duplex): void {
+  socket.on('error', ignoreSocketError);
+  sendJsonOnSocket(socket, 404, NOT_FOUND);
 }

@@ -1,5 +1,5 @@
-/** The listening HTTP server: binding with clear errors, and a close that leaves nothing open. */
-import { type IncomingMessage, type ServerResponse, type Server, createServer } from 'node:http';
+/** The listening HTTP servers: client-side timeouts, binding with clear errors, and a close that leaves nothing open. */
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ListenError } from './errors.js';
@@ -9,8 +9,30 @@ export interface ServerListeners {
   readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 }
 
-export function createHttpServer({ onRequest, onUpgrade }: ServerListeners): Server {
-  const server = createServer({ insecureHTTPParser: false }, onRequest);
+export interface ClientLimits {
+  /** Idle keep-alive connections close after this; above load balancers' usual 60 s avoids the reuse race. */
+  readonly keepAliveTimeoutMs: number;
+  /** A request exchange with no bytes moving either way for this long is cut; 0 = off. */
+  readonly idleTimeoutMs: number;
+  /** Larger request heads get 431. */
+  readonly maxHeaderSize: number;
+}
+
+export function createHttpServer({ onRequest, onUpgrade }: ServerListeners, limits: ClientLimits): Server {
+  const server = createServer(
+    {
+      // llhttp in strict mode rejects CL+TE, duplicate CL, bare LF and obs-fold: never relax it.
+      insecureHTTPParser: false,
+      maxHeaderSize: limits.maxHeaderSize,
+      // No cap on a whole request: a large upload is legitimate; stalls are caught by the idle timeout.
+      requestTimeout: 0,
+      // Slowloris: a head must arrive within this; kept above keepAliveTimeout as Node's docs advise.
+      headersTimeout: limits.keepAliveTimeoutMs + 1_000,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+    },
+    onRequest,
+  );
+  server.timeout = limits.idleTimeoutMs;
   server.on('upgrade', onUpgrade);
   // CONNECT makes no sense for a reverse proxy; answer instead of silently dropping the socket.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
@@ -20,11 +42,11 @@ export function createHttpServer({ onRequest, onUpgrade }: ServerListeners): Ser
   return server;
 }
 
-export function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
+export function listen(server: Server, port: number, host: string, option = '--port'): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
       server.off('listening', onListening);
-      reject(new ListenError(`cannot listen on ${host}:${port}: ${describeListenError(err)}`, err));
+      reject(new ListenError(`cannot listen on ${host}:${port}: ${describeListenError(err, option)}`, err));
     };
     const onListening = (): void => {
       server.off('error', onError);
@@ -36,39 +58,38 @@ export function listen(server: Server, port: number, host: string): Promise<Addr
   });
 }
 
-function describeListenError(err: NodeJS.ErrnoException): string {
+function describeListenError(err: NodeJS.ErrnoException, option: string): string {
   switch (err.code) {
     case 'EADDRINUSE':
-      return 'address already in use (choose another --port)';
+      return `address already in use (choose another ${option})`;
     case 'EACCES':
-      return 'permission denied (ports below 1024 need privileges; choose another --port)';
+      return `permission denied (ports below 1024 need privileges; choose another ${option})`;
     case 'EADDRNOTAVAIL':
-      return 'address not available on this machine (check --host)';
+      return 'address not available on this machine (check the host)';
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return 'host name could not be resolved (check --host)';
+      return 'host name could not be resolved (check the host)';
     default:
       return err.code ?? err.message;
   }
 }
 
 /**
- * Stops accepting, lets in-flight requests finish for up to `graceMs`, then
- * cuts whatever is left, including upgraded sockets, which Node does not track.
+ * Stops accepting and resolves once every connection has ended, or cuts the
+ * rest after `graceMs`. Idle keep-alive connections close at once; busy ones
+ * close after their current response (the router sends `Connection: close`).
  */
-export function closeServer(server: Server, upgraded: Iterable<Duplex>, graceMs: number): Promise<void> {
+export function closeServer(server: Server, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) {
       resolve();
       return;
     }
     const timer = setTimeout(() => server.closeAllConnections(), graceMs);
-    timer.unref();
     server.close(() => {
       clearTimeout(timer);
       resolve();
     });
     server.closeIdleConnections();
-    for (const socket of upgraded) socket.destroy();
   });
 }

@@ -47,6 +47,7 @@ const BY_CODE: Readonly<Record<string, UpstreamFailureKind>> = {
   ETIMEDOUT: 'connect_timeout',
   MP_ERR_CONNECT_TIMEOUT: 'connect_timeout',
   MP_ERR_RESPONSE_TIMEOUT: 'response_timeout',
+  MP_ERR_IDLE_TIMEOUT: 'response_timeout',
   EPROTO: 'tls',
   DEPTH_ZERO_SELF_SIGNED_CERT: 'tls',
   SELF_SIGNED_CERT_IN_CHAIN: 'tls',

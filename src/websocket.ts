@@ -6,33 +6,41 @@
  * that neither outlives the other.
  */
 import type { ClientRequest, IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
 import type httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { prepareRequestHeaders } from './headers.js';
 import type { MetricsRecorder } from './metrics.js';
 import { errorBody, sendJsonOnSocket } from './respond.js';
 import { classifyUpstreamError } from './upstream-errors.js';
+import { GOING_AWAY, closeFrame, expectedAccept } from './ws-frames.js';
 
 export interface WebSocketForwarderDeps {
   readonly proxy: httpProxy;
   readonly metrics: MetricsRecorder;
   readonly log: Logger;
+  /** Arms connect/response timers on the upstream handshake request. */
+  readonly guard: (proxyReq: ClientRequest) => void;
+  /** No bytes either way for this long closes an open session; 0 = off. */
+  readonly idleTimeoutMs: number;
 }
 
 export interface WebSocketForwarder {
   forward(req: IncomingMessage, socket: Duplex, head: Buffer, url: string, startedAt: number): void;
-  /** Client sockets of open sessions, for shutdown. */
-  readonly openSessions: ReadonlySet<Duplex>;
+  readonly openSessions: () => number;
+  /** Ends every open session with close code 1001 (going away) on both sides. */
+  closeAll(): void;
 }
 
 interface Session {
   readonly startedAt: number;
   readonly method: string | undefined;
   readonly socket: Duplex;
+  readonly key: string | undefined;
   proxyReq: ClientRequest | undefined;
+  proxySocket: Socket | undefined;
   recorded: boolean;
   upgraded: boolean;
   errorCounted: boolean;
@@ -41,9 +49,12 @@ interface Session {
 
 const SESSION = Symbol('metrics-proxy.ws-session');
 type TrackedSocket = Duplex & { [SESSION]?: Session };
+/** How long a peer gets to answer our close frame before its socket is cut. */
+const CLOSE_GRACE_MS = 1_000;
 
-export function createWebSocketForwarder({ proxy, metrics, log }: WebSocketForwarderDeps): WebSocketForwarder {
-  const openSessions = new Set<Duplex>();
+export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocketForwarder {
+  const { proxy, metrics, log, guard, idleTimeoutMs } = deps;
+  const open = new Set<Session>();
 
   function recordHandshake(session: Session): void {
     if (session.recorded) return;
@@ -57,7 +68,59 @@ export function createWebSocketForwarder({ proxy, metrics, log }: WebSocketForwa
     metrics.recordError('ws');
   }
 
-  proxy.on('proxyReqWs', (proxyReq: ClientRequest, _req: IncomingMessage, socket: Socket) => {
+  /** Closes both sides of an open session with `code`, then cuts whatever has not closed in time. */
+  function closeSession(session: Session, code: number): void {
+    const { socket, proxySocket } = session;
+    if (proxySocket === undefined) return;
+    proxySocket.unpipe(socket);
+    socket.unpipe(proxySocket);
+    if (socket.writable) socket.end(closeFrame(code, false));
+    if (proxySocket.writable) proxySocket.end(closeFrame(code, true));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      proxySocket.destroy();
+    }, CLOSE_GRACE_MS);
+    timer.unref();
+  }
+
+  function onUpgraded(session: Session, proxyRes: IncomingMessage, proxySocket: Socket): void {
+    const { socket } = session;
+    session.upgraded = true;
+    session.proxySocket = proxySocket;
+    const accept = proxyRes.headers['sec-websocket-accept'];
+    if (session.key !== undefined && accept !== expectedAccept(session.key)) {
+      // A 101 that does not prove the upstream speaks WebSocket: refuse it before http-proxy relays it.
+      countError(session);
+      recordHandshake(session);
+      log.warn('upstream answered 101 with a wrong Sec-WebSocket-Accept');
+      proxySocket.destroy();
+      sendJsonOnSocket(socket, 502, errorBody('upstream sent an invalid websocket handshake'));
+      return;
+    }
+    recordHandshake(session);
+    if (socket.destroyed) {
+      proxySocket.destroy();
+      return;
+    }
+    open.add(session);
+    // http-proxy pipes the two sockets; a destroyed side would leave the other open.
+    socket.once('close', () => {
+      open.delete(session);
+      proxySocket.end();
+    });
+    proxySocket.once('close', () => socket.end());
+    if (idleTimeoutMs > 0) {
+      // Every relayed byte crosses the client socket, so its idle timer covers both directions.
+      socket.once('timeout', () => {
+        log.info({ idleTimeoutMs }, 'closing idle websocket session');
+        closeSession(session, GOING_AWAY);
+      });
+      // After http-proxy's setupSocket(), which clears socket timeouts.
+      setImmediate(() => (socket as Socket).setTimeout?.(idleTimeoutMs));
+    }
+  }
+
+  proxy.on('proxyReqWs', (proxyReq: ClientRequest, req: IncomingMessage, socket: Socket) => {
     const session = (socket as TrackedSocket)[SESSION];
     if (session === undefined) return;
     session.proxyReq = proxyReq;
@@ -65,26 +128,13 @@ export function createWebSocketForwarder({ proxy, metrics, log }: WebSocketForwa
       proxyReq.destroy();
       return;
     }
-    proxyReq.once('upgrade', (_proxyRes: IncomingMessage, proxySocket: Socket) => {
-      session.upgraded = true;
-      recordHandshake(session);
-      if (socket.destroyed) {
-        proxySocket.destroy();
-        return;
-      }
-      openSessions.add(socket);
-      // http-proxy pipes the two sockets; a destroyed side would leave the other open.
-      socket.once('close', () => {
-        openSessions.delete(socket);
-        proxySocket.end();
-      });
-      proxySocket.once('close', () => socket.end());
-    });
+    guard(proxyReq);
+    proxyReq.once('upgrade', (proxyRes: IncomingMessage, proxySocket: Socket) => onUpgraded(session, proxyRes, proxySocket));
     proxyReq.once('response', (proxyRes: IncomingMessage) => {
       // Not a 101: http-proxy relays the upstream's answer as is; for us the handshake failed.
       countError(session);
       recordHandshake(session);
-      log.warn({ status: proxyRes.statusCode, url: _req.url }, 'upstream refused the websocket upgrade');
+      log.warn({ status: proxyRes.statusCode, url: req.url }, 'upstream refused the websocket upgrade');
     });
   });
 
@@ -121,17 +171,23 @@ export function createWebSocketForwarder({ proxy, metrics, log }: WebSocketForwa
   }
 
   return {
-    openSessions,
+    openSessions: () => open.size,
+    closeAll() {
+      for (const session of open) closeSession(session, GOING_AWAY);
+    },
     forward(req, socket, head, url, startedAt) {
       const tracked = socket as TrackedSocket;
       // Node removes its own error listener from upgraded sockets: without ours, a reset would crash the process.
       tracked.on('error', onClientSocketError);
       tracked.once('close', onClientSocketClose);
+      const key = req.headers['sec-websocket-key'];
       tracked[SESSION] = {
         startedAt,
         method: req.method,
         socket,
+        key: typeof key === 'string' ? key : undefined,
         proxyReq: undefined,
+        proxySocket: undefined,
         recorded: false,
         upgraded: false,
         errorCounted: false,

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createPathClassifier } from '../src/paths.js';
 
 describe('path classification with prefix /api', () => {
-  const classify = createPathClassifier('/api', '/metrics');
+  const classify = createPathClassifier('/api', ['/metrics']);
 
   it.each([
     ['/api', '/api'],
@@ -23,7 +23,7 @@ describe('path classification with prefix /api', () => {
   });
 
   it.each(['/metrics', '/metrics?x=1', '/api/../metrics'])('serves %s as metrics', (raw) => {
-    expect(classify(raw)).toEqual({ kind: 'metrics' });
+    expect(classify(raw)).toEqual({ kind: 'own', path: '/metrics' });
   });
 
   it.each(['/', '/apix', '/ap', '/admin', '/metrics/', '/Api/x', '//api/x', 'http://example.com/other'])('404s %s', (raw) => {
@@ -60,14 +60,14 @@ describe('path classification with prefix /api', () => {
 });
 
 describe('path classification with prefix /', () => {
-  const classify = createPathClassifier('/', '/metrics');
+  const classify = createPathClassifier('/', ['/metrics']);
 
   it.each(['/', '/anything', '/api/x?y', '/metrics/', '/metricsx'])('forwards %s', (raw) => {
     expect(classify(raw)).toEqual({ kind: 'forward', url: raw });
   });
 
   it('still serves the metrics path itself', () => {
-    expect(classify('/metrics')).toEqual({ kind: 'metrics' });
+    expect(classify('/metrics')).toEqual({ kind: 'own', path: '/metrics' });
   });
 
   it('normalises dot segments before forwarding', () => {
@@ -76,12 +76,14 @@ describe('path classification with prefix /', () => {
 });
 
 describe('path classification with a nested prefix', () => {
-  const classify = createPathClassifier('/svc/v1', '/svc/metrics');
+  const classify = createPathClassifier('/svc/v1', ['/svc/metrics', '/svc/v1/healthz']);
 
   it('matches whole segments only', () => {
     expect(classify('/svc/v1/x').kind).toBe('forward');
     expect(classify('/svc/v10/x').kind).toBe('not_found');
     expect(classify('/svc/v1/../v2/x').kind).toBe('bad_request');
-    expect(classify('/svc/metrics')).toEqual({ kind: 'metrics' });
+    expect(classify('/svc/metrics')).toEqual({ kind: 'own', path: '/svc/metrics' });
+    // an own path under the prefix is still answered by the proxy, never forwarded
+    expect(classify('/svc/v1/healthz?x')).toEqual({ kind: 'own', path: '/svc/v1/healthz' });
   });
 });
