@@ -17,7 +17,7 @@ import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { createMetricsEndpoint } from './metrics-endpoint.js';
 import { createPathClassifier } from './paths.js';
-import { createHttpForwarder } from './proxy.js';
+import { blameIdle, createHttpForwarder } from './proxy.js';
 import {
   type Handler,
   createAdminListener,
@@ -94,11 +94,8 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   const agent = createUpstreamAgent(config.upstream);
   // No `xfwd`, no `changeOrigin`: headers.ts owns the header rules, and the Host the client sent is kept.
   const proxy = httpProxy.createProxyServer({ target: config.upstream.href, agent, ws: true });
-  const guard = createTimeoutGuard({
-    connectMs: config.connectTimeoutMs,
-    responseMs: config.upstreamTimeoutMs,
-    idleMs: config.idleTimeoutMs,
-  });
+  const timeouts = { connectMs: config.connectTimeoutMs, responseMs: config.upstreamTimeoutMs, idleMs: config.idleTimeoutMs };
+  const guard = createTimeoutGuard(timeouts, blameIdle);
   const http = createHttpForwarder({ proxy, metrics, log: logger, guard, isDraining });
   const websocket = createWebSocketForwarder({ proxy, metrics, log: logger, guard, idleTimeoutMs: config.wsIdleTimeoutMs });
 

@@ -29,11 +29,15 @@ export class ListenError extends ProxyError {
   }
 }
 
-export type UpstreamTimeoutCode = 'MP_ERR_CONNECT_TIMEOUT' | 'MP_ERR_RESPONSE_TIMEOUT' | 'MP_ERR_IDLE_TIMEOUT';
+export type UpstreamTimeoutCode =
+  | 'MP_ERR_CONNECT_TIMEOUT'
+  | 'MP_ERR_RESPONSE_TIMEOUT'
+  | 'MP_ERR_IDLE_TIMEOUT'
+  | 'MP_ERR_CLIENT_IDLE';
 
 /** An upstream request the proxy gave up on; the code tells which timer fired. */
 export class UpstreamTimeoutError extends ProxyError {
   constructor(code: UpstreamTimeoutCode, ms: number) {
-    super(code, `upstream ${code.slice(7, -8).toLowerCase()} timeout after ${ms} ms`);
+    super(code, `${code.slice(7).toLowerCase().replace(/_/g, ' ')} after ${ms} ms`);
   }
 }

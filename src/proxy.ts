@@ -34,13 +34,28 @@ export interface HttpForwarder {
 interface Exchange {
   readonly startedAt: number;
   readonly method: string | undefined;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
   proxyReq: ClientRequest | undefined;
   errorCounted: boolean;
+  /** The client stopped sending or reading: what failed upstream afterwards is not the upstream's fault. */
+  clientStalled: boolean;
   closed: boolean;
 }
 
 const EXCHANGE = Symbol('metrics-proxy.exchange');
 const CLIENT_RESPONSE = Symbol('metrics-proxy.client-response');
+const EXCHANGE_OF = Symbol('metrics-proxy.exchange-of');
+type TrackedProxyRequest = ClientRequest & { [EXCHANGE_OF]?: Exchange };
+
+/** Idle on the upstream socket: the client's fault if its upload is unfinished or it stopped reading. */
+export function blameIdle(proxyReq: ClientRequest): 'client' | 'upstream' {
+  const exchange = (proxyReq as TrackedProxyRequest)[EXCHANGE_OF];
+  if (exchange === undefined) return 'upstream';
+  if (exchange.req.complete && !exchange.res.writableNeedDrain) return 'upstream';
+  exchange.clientStalled = true;
+  return 'client';
+}
 type TrackedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
 type WebWithCallback = (req: IncomingMessage, res: ServerResponse, callback: httpProxy.ErrorCallback) => void;
 type TrackedUpstreamResponse = IncomingMessage & { [CLIENT_RESPONSE]?: TrackedResponse };
@@ -66,7 +81,7 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
   function onUpstreamResponseClose(this: TrackedUpstreamResponse): void {
     const res = this[CLIENT_RESPONSE];
     const exchange = res?.[EXCHANGE];
-    if (res === undefined || exchange === undefined || this.complete || exchange.closed) return;
+    if (res === undefined || exchange === undefined || this.complete || exchange.closed || exchange.clientStalled) return;
     // The upstream died mid-body: the client must see a broken connection, not a short body.
     countError(exchange);
     log.warn({ method: exchange.method, url: res.req.url }, 'upstream closed the connection mid-response');
@@ -81,6 +96,7 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
       proxyReq.destroy();
       return;
     }
+    (proxyReq as TrackedProxyRequest)[EXCHANGE_OF] = exchange;
     guard(proxyReq, req);
   });
 
@@ -104,8 +120,9 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
     const tracked = res as TrackedResponse;
     const exchange = tracked[EXCHANGE];
     if (exchange === undefined) return;
-    if (exchange.closed || req.socket.destroyed) {
-      // The client is gone; whatever failed upstream is a consequence, not an upstream fault.
+    if (exchange.closed || exchange.clientStalled || req.socket.destroyed) {
+      // The client is gone or stalled; whatever failed upstream is a consequence, not an upstream fault.
+      if (exchange.clientStalled) log.info({ method: req.method, url: req.url }, 'client stalled: idle timeout');
       tracked.destroy();
       return;
     }
@@ -119,7 +136,16 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
     forward(req, res, url, startedAt) {
       req.url = url;
       prepareRequestHeaders(req, false);
-      const exchange: Exchange = { startedAt, method: req.method, proxyReq: undefined, errorCounted: false, closed: false };
+      const exchange: Exchange = {
+        startedAt,
+        method: req.method,
+        req,
+        res,
+        proxyReq: undefined,
+        errorCounted: false,
+        clientStalled: false,
+        closed: false,
+      };
       (res as TrackedResponse)[EXCHANGE] = exchange;
       res.once('close', onResponseClose);
       // Callback as third argument: http-proxy then reuses its shared options instead of copying them per request.

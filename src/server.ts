@@ -18,6 +18,8 @@ export interface ClientLimits {
   readonly maxHeaderSize: number;
 }
 
+const CLIENT_IDLE_MARGIN_MS = 1_000;
+
 export function createHttpServer({ onRequest, onUpgrade }: ServerListeners, limits: ClientLimits): Server {
   const server = createServer(
     {
@@ -32,7 +34,9 @@ export function createHttpServer({ onRequest, onUpgrade }: ServerListeners, limi
     },
     onRequest,
   );
-  server.timeout = limits.idleTimeoutMs;
+  // Forwarded exchanges are watched on the upstream socket, which knows whom to blame; this later
+  // client-side timer catches the rest (a slow client on a non-forwarded path).
+  server.timeout = limits.idleTimeoutMs === 0 ? 0 : limits.idleTimeoutMs + CLIENT_IDLE_MARGIN_MS;
   server.on('upgrade', onUpgrade);
   // CONNECT makes no sense for a reverse proxy; answer instead of silently dropping the socket.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {

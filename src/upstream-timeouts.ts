@@ -55,12 +55,18 @@ function clearResponseTimer(this: GuardedRequest): void {
   }
 }
 
-export function createTimeoutGuard(timeouts: UpstreamTimeouts) {
+/**
+ * Whose silence an idle timeout caught: when the client stalls (its upload stopped, or it stopped
+ * reading), the upstream socket goes quiet too, but the upstream is not at fault.
+ */
+export type IdleBlame = (proxyReq: ClientRequest) => 'client' | 'upstream';
+
+export function createTimeoutGuard(timeouts: UpstreamTimeouts, blameIdle: IdleBlame = () => 'upstream') {
   const { connectMs, responseMs, idleMs } = timeouts;
   const onConnectTimeout = (proxyReq: ClientRequest): void => fail(proxyReq, 'MP_ERR_CONNECT_TIMEOUT', connectMs);
   const onResponseTimeout = (proxyReq: ClientRequest): void => fail(proxyReq, 'MP_ERR_RESPONSE_TIMEOUT', responseMs);
   function onIdle(this: ClientRequest): void {
-    fail(this, 'MP_ERR_IDLE_TIMEOUT', idleMs);
+    fail(this, blameIdle(this) === 'client' ? 'MP_ERR_CLIENT_IDLE' : 'MP_ERR_IDLE_TIMEOUT', idleMs);
   }
 
   function armResponseTimer(proxyReq: GuardedRequest): void {

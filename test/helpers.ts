@@ -87,23 +87,37 @@ export function captureLogs(level: pino.Level = 'debug'): LogCapture {
 
 export interface Proxy extends Running {
   readonly app: App;
+  /** The admin listener's base URL, when metricsPort is set. */
+  readonly adminUrl: string | undefined;
   readonly logs: LogCapture['lines'];
   metrics(): Promise<string>;
 }
 
 export async function startProxy(upstreamUrl: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
   const capture = captureLogs();
-  const config: ProxyConfig = { ...DEFAULTS, port: 0, host: '127.0.0.1', ...overrides, upstream: new URL(upstreamUrl), demo: false };
+  const config: ProxyConfig = {
+    ...DEFAULTS,
+    port: 0,
+    host: '127.0.0.1',
+    ...overrides,
+    upstream: new URL(upstreamUrl),
+    demo: false,
+  };
   const app = buildApp(config, { logger: capture.logger });
-  const { port } = await app.listen();
+  const { port, admin } = await app.listen();
   const url = `http://127.0.0.1:${port}`;
   return {
     app,
     url,
     port,
+    adminUrl: admin === undefined ? undefined : `http://127.0.0.1:${admin.port}`,
     logs: capture.lines,
     close: () => app.close(1_000),
-    metrics: async () => (await fetch(`${url}${config.metricsPath}`)).text(),
+    metrics: async () => {
+      const base = admin === undefined ? url : `http://127.0.0.1:${admin.port}`;
+      const headers: Record<string, string> = config.metricsToken === undefined ? {} : { authorization: `Bearer ${config.metricsToken}` };
+      return (await fetch(`${base}${config.metricsPath}`, { headers })).text();
+    },
   };
 }
 

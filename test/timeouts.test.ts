@@ -1,0 +1,224 @@
+import { spawn } from 'node:child_process';
+import { type Socket, connect, createServer as createNetServer } from 'node:net';
+import { request } from 'node:http';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { type Proxy, httpRequest, sampleValue, startProxy, startServer, startUpstream, until } from './helpers.js';
+import type { ProxyConfig } from '../src/index.js';
+
+async function proxyTo(url: string, overrides: Partial<ProxyConfig>): Promise<Proxy> {
+  const proxy = await startProxy(url, overrides);
+  onTestFinished(proxy.close);
+  return proxy;
+}
+
+async function apiErrors(proxy: Proxy): Promise<number | undefined> {
+  return sampleValue(await proxy.metrics(), 'apiErrorCount', { type: 'api' });
+}
+
+describe('upstream timeouts', () => {
+  it('answers 504 when the upstream does not accept the connection in time', async () => {
+    // A listener in a stopped process: once its small accept queue is full, the kernel drops
+    // further SYNs, so a connect hangs exactly as it does towards a black-holed host.
+    const child = spawn(process.execPath, [
+      '-e',
+      "require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { console.log(this.address().port) })",
+    ]);
+    onTestFinished(() => {
+      child.kill('SIGKILL');
+    });
+    const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString()))));
+    child.kill('SIGSTOP');
+    const fillers: Socket[] = [];
+    onTestFinished(() => fillers.forEach((s) => s.destroy()));
+    for (let i = 0; i < 4; i++) fillers.push(connect(port, '127.0.0.1').on('error', () => {}));
+
+    const proxy = await proxyTo(`http://127.0.0.1:${port}`, { connectTimeoutMs: 200 });
+    const started = Date.now();
+    const res = await httpRequest(`${proxy.url}/api/x`);
+    expect(res.status).toBe(504);
+    expect(JSON.parse(res.body.toString())).toEqual({ ok: false, msg: 'upstream connect timed out' });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+    expect(await apiErrors(proxy)).toBe(1);
+  });
+
+  it('counts the TLS handshake as part of connecting', async () => {
+    const silent = createNetServer((socket) => socket.on('error', () => {})); // accepts, never speaks TLS
+    const running = await startServer(silent);
+    onTestFinished(running.close);
+    const proxy = await proxyTo(`https://127.0.0.1:${running.port}`, { connectTimeoutMs: 200 });
+    const res = await httpRequest(`${proxy.url}/api/x`);
+    expect(res.status).toBe(504);
+    expect(JSON.parse(res.body.toString())).toEqual({ ok: false, msg: 'upstream connect timed out' });
+  });
+
+  it('answers 504 when the response headers do not come in time, and aborts the upstream request', async () => {
+    let upstreamClosed = false;
+    const upstream = await startUpstream((_req, res) => {
+      res.on('close', () => {
+        upstreamClosed = true;
+      });
+    });
+    onTestFinished(upstream.close);
+    const proxy = await proxyTo(upstream.url, { upstreamTimeoutMs: 150 });
+    const res = await httpRequest(`${proxy.url}/api/slow`);
+    expect(res.status).toBe(504);
+    expect(JSON.parse(res.body.toString())).toEqual({ ok: false, msg: 'upstream response timed out' });
+    await until(() => upstreamClosed, 'the upstream request to be aborted');
+    expect(await apiErrors(proxy)).toBe(1);
+    expect(sampleValue(await proxy.metrics(), 'apiCount', { method: 'GET' })).toBe(1);
+  });
+
+  it('does not reuse the socket of a timed-out request', async () => {
+    const ports: number[] = [];
+    let first = true;
+    const upstream = await startUpstream((req, res) => {
+      ports.push(req.socket.remotePort ?? 0);
+      if (first) {
+        first = false;
+        return; // never answers
+      }
+      res.end('ok');
+    });
+    onTestFinished(upstream.close);
+    const proxy = await proxyTo(upstream.url, { upstreamTimeoutMs: 100 });
+    expect((await httpRequest(`${proxy.url}/api/a`)).status).toBe(504);
+    expect((await httpRequest(`${proxy.url}/api/b`)).status).toBe(200);
+    expect(ports).toHaveLength(2);
+    expect(ports[0]).not.toBe(ports[1]);
+  });
+
+  it('starts the response clock only when the client has sent its whole body', async () => {
+    const upstream = await startUpstream((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('stored'));
+    });
+    onTestFinished(upstream.close);
+    const proxy = await proxyTo(upstream.url, { upstreamTimeoutMs: 150 });
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${proxy.url}/api/upload`, { method: 'POST', agent: false }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      // an upload that takes ~4x the response timeout, in small steps
+      let sent = 0;
+      const timer = setInterval(() => {
+        req.write('x'.repeat(1024));
+        if (++sent === 12) {
+          clearInterval(timer);
+          req.end();
+        }
+      }, 50);
+    });
+    expect(answer).toEqual({ status: 200, body: 'stored' });
+  });
+
+  it('cuts a response that stalls mid-body (idle timeout) and counts it', async () => {
+    const upstream = await startUpstream((_req, res) => {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('only part of it');
+    });
+    onTestFinished(upstream.close);
+    const proxy = await proxyTo(upstream.url, { idleTimeoutMs: 150 });
+    await expect(httpRequest(`${proxy.url}/api/stall`)).rejects.toThrow();
+    await until(() => proxy.logs.some((l) => l.msg === 'upstream request failed' && l.kind === 'response_timeout'), 'the log line');
+    expect(await apiErrors(proxy)).toBe(1);
+  });
+
+  it('applies the timeouts to an upstream that answers byte by byte too slowly', async () => {
+    const raw = createNetServer((socket) => {
+      socket.on('error', () => {});
+      socket.once('data', () => {
+        const head = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
+        let i = 0;
+        const timer = setInterval(() => {
+          if (socket.destroyed || i >= head.length) {
+            clearInterval(timer);
+            return;
+          }
+          socket.write(head[i++] ?? '');
+        }, 40);
+        socket.on('close', () => clearInterval(timer));
+      });
+    });
+    const running = await startServer(raw);
+    onTestFinished(running.close);
+    const proxy = await proxyTo(running.url, { upstreamTimeoutMs: 300 });
+    const res = await httpRequest(`${proxy.url}/api/drip`);
+    expect(res.status).toBe(504);
+    expect(await apiErrors(proxy)).toBe(1);
+  });
+
+  it('blames a silent upstream for an idle exchange: 504, counted', async () => {
+    let upstreamClosed = false;
+    const upstream = await startUpstream((_req, res) => {
+      res.on('close', () => {
+        upstreamClosed = true;
+      });
+    });
+    onTestFinished(upstream.close);
+    const proxy = await proxyTo(upstream.url, { idleTimeoutMs: 150, upstreamTimeoutMs: 0 });
+    expect((await httpRequest(`${proxy.url}/api/hang`)).status).toBe(504);
+    await until(() => upstreamClosed, 'the upstream request to be released');
+    expect(await apiErrors(proxy)).toBe(1);
+  });
+
+  it('blames a client whose upload stalls: its connection is cut, the upstream released, no api error', async () => {
+    let upstreamClosed = false;
+    let upstreamBytes = 0;
+    const upstream = await startUpstream((req, res) => {
+      req.on('data', (c: Buffer) => (upstreamBytes += c.length));
+      res.on('close', () => {
+        upstreamClosed = true;
+      });
+    });
+    onTestFinished(upstream.close);
+    const proxy = await proxyTo(upstream.url, { idleTimeoutMs: 150 });
+    const clientClosed = new Promise<void>((resolve) => {
+      const req = request(`${proxy.url}/api/upload`, { method: 'POST', agent: false, headers: { 'content-length': '100000' } });
+      req.on('error', () => resolve());
+      req.on('close', () => resolve());
+      req.write(Buffer.alloc(1000));
+    });
+    await clientClosed;
+    await until(() => upstreamClosed, 'the upstream request to be released');
+    expect(upstreamBytes).toBe(1000);
+    expect(await apiErrors(proxy)).toBe(0);
+    expect(sampleValue(await proxy.metrics(), 'apiCount', { method: 'POST' })).toBe(1);
+    expect(proxy.logs.some((l) => l.msg === 'client stalled: idle timeout')).toBe(true);
+  });
+});
+
+describe('websocket idle timeout', () => {
+  it('closes an idle session on both sides with 1001, and leaves busy sessions alone', async () => {
+    const server = (await import('node:http')).createServer();
+    const wss = new WebSocketServer({ server });
+    const upstreamCloses: number[] = [];
+    wss.on('connection', (ws) => {
+      ws.on('message', (data) => ws.send(data));
+      ws.on('close', (code) => upstreamCloses.push(code));
+    });
+    const running = await startServer(server);
+    onTestFinished(async () => {
+      wss.close();
+      await running.close();
+    });
+    const proxy = await proxyTo(running.url, { wsIdleTimeoutMs: 300 });
+    const wsUrl = `${proxy.url.replace('http', 'ws')}/api/socket`;
+
+    const busy = new WebSocket(wsUrl);
+    const idle = new WebSocket(wsUrl);
+    await Promise.all([busy, idle].map((ws) => new Promise((resolve) => ws.once('open', resolve))));
+    const pinger = setInterval(() => busy.send('still here'), 50);
+    onTestFinished(() => clearInterval(pinger));
+
+    const idleCode = await new Promise<number>((resolve) => idle.once('close', (code) => resolve(code)));
+    expect(idleCode).toBe(1001);
+    await until(() => upstreamCloses.includes(1001), 'the upstream side to see 1001');
+    expect(busy.readyState).toBe(WebSocket.OPEN);
+    clearInterval(pinger);
+    busy.close();
+  });
+});
