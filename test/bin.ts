@@ -64,8 +64,13 @@ export function killByPid(pid: number): void {
 }
 
 /** Spawns the bin; `cleanup` (onTestFinished) kills it by pid if it is still running when the test ends. */
-export function spawnBin(args: readonly string[], env: Record<string, string>, cleanup: Cleanup): RunningBin {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnBin(
+  args: readonly string[],
+  env: Record<string, string>,
+  cleanup: Cleanup,
+  nodeArgs: readonly string[] = [],
+): RunningBin {
+  const child = spawn(process.execPath, [...nodeArgs, BIN, ...args], { cwd: ROOT, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   const { pid } = child;
   if (pid === undefined) throw new Error('spawn failed: no pid');
   const exited = new Promise<Exit>((resolve, reject) => {
@@ -153,8 +158,12 @@ export interface Listening {
 }
 
 /** Starts the bin and waits for its first stdout line, which must be the pino `listening` line. */
-export async function startListening(args: readonly string[], env: Record<string, string> = {}): Promise<Listening> {
-  const bin = spawnBin(args, env, onTestFinished);
+export async function startListening(
+  args: readonly string[],
+  env: Record<string, string> = {},
+  nodeArgs: readonly string[] = [],
+): Promise<Listening> {
+  const bin = spawnBin(args, env, onTestFinished, nodeArgs);
   const line = await bin.nextLine();
   const log = JSON.parse(line) as Record<string, unknown>;
   expect(log.msg).toBe('listening');
