@@ -2,18 +2,20 @@
  * HTTP forwarding on http-proxy, with the lifecycle http-proxy leaves to us:
  * every error handled (its default re-throws), the upstream request cancelled
  * when the client goes away, a broken connection (not a truncated body that
- * looks complete) when the upstream dies mid-response, and each request's
- * outcome reported to the recorder exactly once, on the response's 'close'.
+ * looks complete) when the upstream dies mid-response, upstream answers Node
+ * would choke on refused before http-proxy relays them, and each request's
+ * outcome reported to the recorder exactly once.
  */
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
 import type httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { prepareRequestHeaders, prepareResponseHeaders } from './headers.js';
 import type { MetricsRecorder } from './metrics.js';
 import { errorBody, sendJson } from './respond.js';
-import { classifyUpstreamError } from './upstream-errors.js';
+import { type UpstreamFailure, classifyUpstreamError } from './upstream-errors.js';
 
 export interface HttpForwarderDeps {
   readonly proxy: httpProxy;
@@ -37,6 +39,8 @@ interface Exchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   proxyReq: ClientRequest | undefined;
+  /** http-proxy has started relaying the upstream's response: from here on, failures break the connection. */
+  upstreamResponded: boolean;
   errorCounted: boolean;
   /** The client stopped sending or reading: what failed upstream afterwards is not the upstream's fault. */
   clientStalled: boolean;
@@ -44,21 +48,23 @@ interface Exchange {
 }
 
 const EXCHANGE = Symbol('metrics-proxy.exchange');
-const CLIENT_RESPONSE = Symbol('metrics-proxy.client-response');
 const EXCHANGE_OF = Symbol('metrics-proxy.exchange-of');
-type TrackedProxyRequest = ClientRequest & { [EXCHANGE_OF]?: Exchange };
+const PENDING = Symbol('metrics-proxy.pending-exchanges');
+type TrackedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
+type TrackedMessage = (ClientRequest | IncomingMessage) & { [EXCHANGE_OF]?: Exchange };
+type TrackedSocket = Socket & { [PENDING]?: Set<Exchange> };
+type WebWithCallback = (req: IncomingMessage, res: ServerResponse, callback: httpProxy.ErrorCallback) => void;
+
+const PROTOCOL_FAILURE = classifyUpstreamError({ code: 'HPE_INVALID_STATUS' });
 
 /** Idle on the upstream socket: the client's fault if its upload is unfinished or it stopped reading. */
 export function blameIdle(proxyReq: ClientRequest): 'client' | 'upstream' {
-  const exchange = (proxyReq as TrackedProxyRequest)[EXCHANGE_OF];
+  const exchange = (proxyReq as TrackedMessage)[EXCHANGE_OF];
   if (exchange === undefined) return 'upstream';
   if (exchange.req.complete && !exchange.res.writableNeedDrain) return 'upstream';
   exchange.clientStalled = true;
   return 'client';
 }
-type TrackedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
-type WebWithCallback = (req: IncomingMessage, res: ServerResponse, callback: httpProxy.ErrorCallback) => void;
-type TrackedUpstreamResponse = IncomingMessage & { [CLIENT_RESPONSE]?: TrackedResponse };
 
 export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: HttpForwarderDeps): HttpForwarder {
   function countError(exchange: Exchange): void {
@@ -67,25 +73,51 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
     metrics.recordError('api');
   }
 
-  function onResponseClose(this: TrackedResponse): void {
-    const exchange = this[EXCHANGE];
-    if (exchange === undefined || exchange.closed) return;
+  /** Records the exchange once, and releases the upstream request if the response did not finish. */
+  function finish(exchange: Exchange): void {
+    if (exchange.closed) return;
     exchange.closed = true;
-    // The client left (or we cut it off) before the response finished: release the upstream socket too.
-    if (!this.writableFinished && exchange.proxyReq !== undefined && !exchange.proxyReq.destroyed) {
+    (exchange.req.socket as TrackedSocket)[PENDING]?.delete(exchange);
+    if (!exchange.res.writableFinished && exchange.proxyReq !== undefined && !exchange.proxyReq.destroyed) {
       exchange.proxyReq.destroy();
     }
     metrics.recordRequest(exchange.method, performance.now() - exchange.startedAt);
   }
 
-  function onUpstreamResponseClose(this: TrackedUpstreamResponse): void {
-    const res = this[CLIENT_RESPONSE];
-    const exchange = res?.[EXCHANGE];
-    if (res === undefined || exchange === undefined || this.complete || exchange.closed || exchange.clientStalled) return;
+  function onResponseClose(this: TrackedResponse): void {
+    const exchange = this[EXCHANGE];
+    if (exchange !== undefined) finish(exchange);
+  }
+
+  /** Node never closes responses still queued behind a pipelined one when the socket dies: finish them here. */
+  function onClientSocketClose(this: TrackedSocket): void {
+    const pending = this[PENDING];
+    if (pending === undefined) return;
+    for (const exchange of pending) finish(exchange);
+  }
+
+  /** The proxy answers instead of the upstream, or breaks the connection if the answer has begun. */
+  function fail(exchange: Exchange, failure: UpstreamFailure, err: unknown): void {
+    countError(exchange);
+    log.error({ err, kind: failure.kind, method: exchange.method, url: exchange.req.url }, 'upstream request failed');
+    if (exchange.upstreamResponded || exchange.res.headersSent) exchange.res.destroy();
+    else sendJson(exchange.res, failure.status, errorBody(failure.msg));
+  }
+
+  function onUpstreamResponseClose(this: TrackedMessage & IncomingMessage): void {
+    const exchange = this[EXCHANGE_OF];
+    if (exchange === undefined || this.complete || exchange.closed || exchange.clientStalled) return;
     // The upstream died mid-body: the client must see a broken connection, not a short body.
     countError(exchange);
-    log.warn({ method: exchange.method, url: res.req.url }, 'upstream closed the connection mid-response');
-    res.destroy();
+    log.warn({ method: exchange.method, url: exchange.req.url }, 'upstream closed the connection mid-response');
+    exchange.res.destroy();
+  }
+
+  /** A 101 to a request that asked for no upgrade: Node would drop it silently and leave the client hanging. */
+  function onUnexpectedUpgrade(this: TrackedMessage, _res: IncomingMessage, socket: Duplex): void {
+    socket.destroy();
+    const exchange = this[EXCHANGE_OF];
+    if (exchange !== undefined && !exchange.closed) fail(exchange, PROTOCOL_FAILURE, new Error('unexpected 101 from upstream'));
   }
 
   proxy.on('proxyReq', (proxyReq: ClientRequest, req: IncomingMessage, res: ServerResponse) => {
@@ -96,20 +128,30 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
       proxyReq.destroy();
       return;
     }
-    (proxyReq as TrackedProxyRequest)[EXCHANGE_OF] = exchange;
+    (proxyReq as TrackedMessage)[EXCHANGE_OF] = exchange;
+    proxyReq.on('upgrade', onUnexpectedUpgrade);
     guard(proxyReq, req);
   });
 
+  // Runs before http-proxy copies status and headers onto the client response, so it can still refuse them.
   proxy.on('proxyRes', (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
-    const tracked = res as TrackedResponse;
-    const exchange = tracked[EXCHANGE];
+    const exchange = (res as TrackedResponse)[EXCHANGE];
     if (exchange === undefined) return;
+    const status = proxyRes.statusCode ?? 0;
+    if (status < 100 || status > 599) {
+      // Node's writeHead would throw on it; answering now makes http-proxy skip the relay entirely.
+      fail(exchange, PROTOCOL_FAILURE, new Error(`invalid upstream status ${status}`));
+      proxyRes.destroy();
+      exchange.proxyReq?.destroy();
+      return;
+    }
+    exchange.upstreamResponded = true;
     prepareResponseHeaders(proxyRes.headers);
     // Say what Node will do with the client connection (http-proxy would otherwise invent a value).
     if (isDraining()) res.shouldKeepAlive = false;
     proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
-    if ((proxyRes.statusCode ?? 0) >= 500) countError(exchange);
-    (proxyRes as TrackedUpstreamResponse)[CLIENT_RESPONSE] = tracked;
+    if (status >= 500) countError(exchange);
+    (proxyRes as TrackedMessage)[EXCHANGE_OF] = exchange;
     proxyRes.once('close', onUpstreamResponseClose);
   });
 
@@ -117,19 +159,15 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
   proxy.on('econnreset', () => {});
 
   function onProxyError(err: Error, req: IncomingMessage, res: ServerResponse | Socket): void {
-    const tracked = res as TrackedResponse;
-    const exchange = tracked[EXCHANGE];
+    const exchange = (res as TrackedResponse)[EXCHANGE];
     if (exchange === undefined) return;
     if (exchange.closed || exchange.clientStalled || req.socket.destroyed) {
       // The client is gone or stalled; whatever failed upstream is a consequence, not an upstream fault.
       if (exchange.clientStalled) log.info({ method: req.method, url: req.url }, 'client stalled: idle timeout');
-      tracked.destroy();
+      res.destroy();
       return;
     }
-    const failure = classifyUpstreamError(err);
-    countError(exchange);
-    log.error({ err, kind: failure.kind, method: req.method, url: req.url }, 'upstream request failed');
-    sendJson(tracked, failure.status, errorBody(failure.msg));
+    fail(exchange, classifyUpstreamError(err), err);
   }
 
   return {
@@ -142,12 +180,21 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
         req,
         res,
         proxyReq: undefined,
+        upstreamResponded: false,
         errorCounted: false,
         clientStalled: false,
         closed: false,
       };
       (res as TrackedResponse)[EXCHANGE] = exchange;
       res.once('close', onResponseClose);
+      const socket = req.socket as TrackedSocket;
+      let pending = socket[PENDING];
+      if (pending === undefined) {
+        pending = new Set();
+        socket[PENDING] = pending;
+        socket.once('close', onClientSocketClose);
+      }
+      pending.add(exchange);
       // Callback as third argument: http-proxy then reuses its shared options instead of copying them per request.
       (proxy.web as unknown as WebWithCallback)(req, res, onProxyError);
     },

@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { PathClassifier } from './paths.js';
 import type { HttpForwarder } from './proxy.js';
+import { type Refusal, checkRequest, isPoisoned, poison } from './request-checks.js';
 import { errorBody, sendJson, sendJsonOnSocket } from './respond.js';
 import type { WebSocketForwarder } from './websocket.js';
 
@@ -33,9 +34,27 @@ export function notFound(_req: IncomingMessage, res: ServerResponse): void {
   sendJson(res, 404, NOT_FOUND);
 }
 
+function refuse(req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
+  if (refusal.poison) {
+    poison(req);
+    res.shouldKeepAlive = false;
+  }
+  sendJson(res, refusal.status, errorBody(refusal.msg));
+}
+
 export function createRequestListener({ classify, http, ownRoutes, isDraining }: RouterDeps) {
   return function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const startedAt = performance.now();
+    if (isPoisoned(req)) {
+      // Pipelined behind a request whose framing was faulty: these bytes were never a request.
+      req.socket.destroy();
+      return;
+    }
+    const refusal = checkRequest(req);
+    if (refusal !== undefined) {
+      refuse(req, res, refusal);
+      return;
+    }
     if (isDraining()) res.shouldKeepAlive = false;
     const decision = classify(req.url ?? '');
     switch (decision.kind) {
@@ -60,6 +79,11 @@ export function createUpgradeListener({ classify, websocket }: RouterDeps) {
     const startedAt = performance.now();
     // Node drops its own error listener from a socket it hands over for an upgrade.
     socket.on('error', ignoreSocketError);
+    const refusal = checkRequest(req);
+    if (refusal !== undefined) {
+      sendJsonOnSocket(socket, refusal.status, errorBody(refusal.msg));
+      return;
+    }
     const decision = classify(req.url ?? '');
     if (decision.kind === 'bad_request') {
       sendJsonOnSocket(socket, 400, errorBody(decision.msg));
@@ -67,6 +91,9 @@ export function createUpgradeListener({ classify, websocket }: RouterDeps) {
       sendJsonOnSocket(socket, 404, NOT_FOUND);
     } else if (req.method !== 'GET' || req.headers.upgrade?.toLowerCase() !== 'websocket') {
       sendJsonOnSocket(socket, 400, errorBody('only websocket upgrades are supported'));
+    } else if (typeof req.headers['sec-websocket-key'] !== 'string') {
+      // Without a key the upstream's 101 cannot be verified, and the upgrade would be a blind tunnel.
+      sendJsonOnSocket(socket, 400, errorBody('websocket upgrade without Sec-WebSocket-Key'));
     } else {
       websocket.forward(req, socket, head, decision.url, startedAt);
     }
@@ -76,6 +103,15 @@ export function createUpgradeListener({ classify, websocket }: RouterDeps) {
 /** The admin listener: only the proxy's own paths, never forwarding. */
 export function createAdminListener(ownRoutes: ReadonlyMap<string, Handler>, isDraining: () => boolean) {
   return function onAdminRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (isPoisoned(req)) {
+      req.socket.destroy();
+      return;
+    }
+    const refusal = checkRequest(req);
+    if (refusal !== undefined) {
+      refuse(req, res, refusal);
+      return;
+    }
     if (isDraining()) res.shouldKeepAlive = false;
     const url = req.url ?? '';
     const queryAt = url.indexOf('?');

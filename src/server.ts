@@ -36,6 +36,8 @@ export function createHttpServer({ onRequest, onUpgrade }: ServerListeners, limi
   );
   // Forwarded exchanges are watched on the upstream socket, which knows whom to blame; this later
   // client-side timer catches the rest (a slow client on a non-forwarded path).
+  // Node silently drops header lines past 2 000 (a `Connection` line among them); the byte limit bounds them instead.
+  server.maxHeadersCount = 0;
   server.timeout = limits.idleTimeoutMs === 0 ? 0 : limits.idleTimeoutMs + CLIENT_IDLE_MARGIN_MS;
   server.on('upgrade', onUpgrade);
   // CONNECT makes no sense for a reverse proxy; answer instead of silently dropping the socket.
