@@ -153,7 +153,9 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
           throw err;
         }
       }
-      logger.info(
+      // Tools read the bound port from this line (--port 0), so it is written whatever the level, short of silent.
+      const level = logger.isLevelEnabled('info') ? 'info' : logger.level;
+      if (level !== 'silent') logger[level as 'info'](
         {
           address: bound.address,
           port: bound.port,

@@ -43,6 +43,8 @@ interface Session {
   proxySocket: Socket | undefined;
   recorded: boolean;
   upgraded: boolean;
+  /** The upstream ended its side: a write failing afterwards (EPIPE) is part of a normal close. */
+  upstreamEnded: boolean;
   errorCounted: boolean;
   clientGone: boolean;
 }
@@ -51,6 +53,14 @@ const SESSION = Symbol('metrics-proxy.ws-session');
 type TrackedSocket = Duplex & { [SESSION]?: Session };
 /** How long a peer gets to answer our close frame before its socket is cut. */
 const CLOSE_GRACE_MS = 1_000;
+
+/** Ends our side, drains what the peer still sends so its FIN is seen, and cuts it if it lingers. */
+function endSoon(socket: Duplex): void {
+  if (socket.destroyed) return;
+  socket.end();
+  socket.resume();
+  setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+}
 
 export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocketForwarder {
   const { proxy, metrics, log, guard, idleTimeoutMs } = deps;
@@ -104,11 +114,16 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
     }
     open.add(session);
     // http-proxy pipes the two sockets; a destroyed side would leave the other open.
+    // http-proxy pipes the two sockets; once one side is gone the pipe is undone and the other side
+    // sits paused, never reading the peer's last bytes (its close frame), so it would never close.
     socket.once('close', () => {
       open.delete(session);
-      proxySocket.end();
+      endSoon(proxySocket);
     });
-    proxySocket.once('close', () => socket.end());
+    proxySocket.once('end', () => {
+      session.upstreamEnded = true;
+    });
+    proxySocket.once('close', () => endSoon(socket));
     if (idleTimeoutMs > 0) {
       // Every relayed byte crosses the client socket, so its idle timer covers both directions.
       socket.once('timeout', () => {
@@ -143,6 +158,12 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
     if (session === undefined) return;
     if (session.clientGone) {
       recordHandshake(session);
+      return;
+    }
+    if (session.upgraded && session.upstreamEnded) {
+      // The upstream closed first and the client's last frames found the door shut: a normal end.
+      log.debug({ err, url: req.url }, 'websocket closed by upstream while the client was sending');
+      session.socket.destroy();
       return;
     }
     countError(session);
@@ -190,6 +211,7 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
         proxySocket: undefined,
         recorded: false,
         upgraded: false,
+        upstreamEnded: false,
         errorCounted: false,
         clientGone: false,
       };

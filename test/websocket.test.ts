@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { type Proxy, rawExchange, sampleValue, startProxy, startServer, startUpstream, until } from './helpers.js';
+import { type Proxy, rawExchange, sampleValue, settle, startProxy, startServer, startUpstream, until } from './helpers.js';
 
 /** A WebSocket echo upstream; `sessions` holds the server side of each open session. */
 async function startWsUpstream() {
@@ -145,6 +145,27 @@ describe('websocket', () => {
     const upstreamClosed = new Promise<void>((resolve) => upstream.sessions[0]?.once('close', () => resolve()));
     ws.terminate();
     await upstreamClosed;
+    expect(sampleValue(await proxy.metrics(), 'apiErrorCount', { type: 'ws' })).toBe(0);
+  });
+
+  it('leaks no socket when the upstream closes a session while the client is still sending', async () => {
+    const upstream = await startWsUpstream();
+    const proxy = await proxyTo(upstream.url);
+    const clients = await Promise.all(Array.from({ length: 20 }, () => open(`${proxy.url.replace('http', 'ws')}/api/socket`)));
+    const closed = clients.map((ws) => new Promise<void>((resolve) => ws.once('close', () => resolve())));
+    for (const ws of clients) {
+      ws.on('error', () => {});
+      // invalid UTF-8 in a text frame: the upstream answers 1007 and closes at once…
+      ws.send(Buffer.from([0xff, 0xfe]), { binary: false });
+      // …while the client keeps talking
+      const chatter = setInterval(() => ws.readyState === WebSocket.OPEN && ws.send('more'), 1);
+      ws.once('close', () => clearInterval(chatter));
+    }
+    await Promise.all(closed);
+    const connections = (): Promise<number> =>
+      new Promise((resolve, reject) => proxy.app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+    const remaining = await settle(connections, (n) => n === 0);
+    expect(remaining).toBe(0);
     expect(sampleValue(await proxy.metrics(), 'apiErrorCount', { type: 'ws' })).toBe(0);
   });
 
