@@ -9,13 +9,15 @@ import { isIP } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { createBearerCheck } from './bearer.js';
+import { createExemplarRegistry } from './exposition.js';
 import type { ProxyConfig } from './config.js';
 import { HEALTH_PATH, READY_PATH, createHealth } from './health.js';
 import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
-import { createMetricsEndpoint } from './metrics-endpoint.js';
+import { createMetricsEndpoint, createRoutesEndpoint } from './metrics-endpoint.js';
+import { loadOpenApiTemplates } from './openapi.js';
 import { createPathClassifier } from './paths.js';
 import { blameIdle, createHttpForwarder } from './proxy.js';
 import {
@@ -71,6 +73,11 @@ function createUpstreamAgent(upstream: URL): HttpAgent {
   return new HttpsAgent({ ...options, servername: isIP(hostname) === 0 ? hostname : '' });
 }
 
+/** The routes debug endpoint sits next to the metrics path: `/metrics` → `/metrics/routes`. */
+export function routesPath(metricsPath: string): string {
+  return metricsPath === '/' ? '/routes' : `${metricsPath}/routes`;
+}
+
 function requireToken(check: (req: Parameters<Handler>[0]) => boolean, handler: Handler): Handler {
   return (req, res) => {
     if (check(req)) {
@@ -86,9 +93,17 @@ function requireToken(check: (req: Parameters<Handler>[0]) => boolean, handler: 
 }
 
 export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
-  const registry = deps.registry ?? new Registry();
+  const registry = deps.registry ?? createExemplarRegistry();
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const metrics = createMetrics(registry, { bucketsMs: config.bucketsMs });
+  const metrics = createMetrics(registry, {
+    families: config.metricFamilies,
+    bucketsMs: config.bucketsMs,
+    durationBucketsSeconds: config.durationBucketsSeconds,
+    apiPrefix: config.apiPrefix,
+    routeTemplates: config.routes,
+    openapiTemplates: config.openapi === undefined ? [] : loadOpenApiTemplates(config.openapi, config.apiPrefix),
+    maxRoutes: config.maxRoutes,
+  });
   const health = createHealth({ upstream: config.upstream, readyPath: config.readyPath, timeoutMs: config.connectTimeoutMs });
   const isDraining = (): boolean => health.draining;
   const agent = createUpstreamAgent(config.upstream);
@@ -99,16 +114,21 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   const http = createHttpForwarder({ proxy, metrics, log: logger, guard, isDraining });
   const websocket = createWebSocketForwarder({ proxy, metrics, log: logger, guard, idleTimeoutMs: config.wsIdleTimeoutMs });
 
-  const serveMetrics = createMetricsEndpoint(registry, metrics, logger);
+  const protect = (handler: Handler): Handler =>
+    config.metricsToken === undefined ? handler : requireToken(createBearerCheck(config.metricsToken), handler);
   const ownRoutes = new Map<string, Handler>([
-    [config.metricsPath, config.metricsToken === undefined ? serveMetrics : requireToken(createBearerCheck(config.metricsToken), serveMetrics)],
+    [config.metricsPath, protect(createMetricsEndpoint(registry, metrics, logger))],
+    [routesPath(config.metricsPath), protect(createRoutesEndpoint(metrics))],
     [HEALTH_PATH, health.serveLiveness],
     [READY_PATH, health.serveReadiness],
   ]);
   const separateAdmin = config.metricsPort !== undefined;
   // With an admin port the main port still reserves the metrics path (404, never forwarded) but answers nothing itself.
   const routerDeps = {
-    classify: createPathClassifier(config.apiPrefix, separateAdmin ? [config.metricsPath] : ownRoutes.keys()),
+    classify: createPathClassifier(
+      config.apiPrefix,
+      separateAdmin ? [config.metricsPath, routesPath(config.metricsPath)] : ownRoutes.keys(),
+    ),
     http,
     websocket,
     ownRoutes: separateAdmin ? new Map<string, Handler>() : ownRoutes,

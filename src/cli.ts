@@ -45,6 +45,7 @@ function parseArgs(argv: readonly string[], io: CliIo): RawFlags {
       spec.flag,
       `${spec.description} (env: ${envName(key)}${fallback === undefined ? '' : `, default: ${fallback}`})`,
     );
+    if (spec.repeatable === true) option.argParser((value: string, previous?: string) => (previous === undefined ? value : `${previous},${value}`));
     keyByAttribute.set(option.attributeName(), key);
     program.addOption(option);
   }
@@ -123,19 +124,26 @@ export async function main(
   const demo = config.demo ? await startDemoUpstream() : undefined;
   const upstream = demo?.url ?? config.upstream;
   if (upstream === undefined) throw new Error('resolveConfig guarantees an upstream unless --demo');
-  const app = buildApp({ ...config, upstream, metricsToken }, { logger });
   const signals = waitForSignal();
-  try {
-    await app.listen();
-  } catch (err) {
+  /** A start-up failure: undo what was started, then one line for ours (exit `code`), a rethrow for bugs. */
+  const abandon = async (err: unknown, code: number): Promise<number> => {
     signals.dispose();
     stopOnCrash();
     await demo?.close();
-    if (err instanceof ProxyError) {
-      io.stderr.write(`${PROGRAM}: ${err.message}\n`);
-      return 1;
-    }
-    throw err;
+    if (!(err instanceof ProxyError)) throw err;
+    io.stderr.write(`${PROGRAM}: ${err.message}\n`);
+    return code;
+  };
+  let app: ReturnType<typeof buildApp>;
+  try {
+    app = buildApp({ ...config, upstream, metricsToken }, { logger });
+  } catch (err) {
+    return abandon(err, 2); // a bad --openapi document or route template
+  }
+  try {
+    await app.listen();
+  } catch (err) {
+    return abandon(err, 1); // the port is taken, or the address is wrong
   }
   if (demo !== undefined) logger.info({ upstream: upstream.href }, 'demo upstream started: try GET /api/ping');
 

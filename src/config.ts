@@ -3,9 +3,14 @@
  * var names and the resolved, frozen Config. Precedence: defaults < env < flags.
  */
 import { ConfigError } from './errors.js';
+import { DEFAULT_DURATION_BUCKETS_SECONDS } from './metrics-standard.js';
 import {
   type LogLevel,
+  type MetricFamilyName,
   parseBuckets,
+  parseCount,
+  parseFamilies,
+  parseSecondsBuckets,
   parseHost,
   parseFilePath,
   parseHeaderSize,
@@ -15,6 +20,7 @@ import {
   parseRoutePath,
   parseUpstream,
 } from './parsers.js';
+import { parseRouteTemplate } from './routes.js';
 
 export interface Config {
   /** Undefined only when `demo` is set: the demo upstream's address is known after it starts. */
@@ -52,6 +58,16 @@ export interface Config {
   readonly metricsTokenFile: string | undefined;
   /** The bearer token itself, from the environment only (a flag would show in `ps`). */
   readonly metricsToken: string | undefined;
+  /** Which metric families to expose; process metrics are always on. */
+  readonly metricFamilies: readonly MetricFamilyName[];
+  /** http_server_request_duration_seconds bucket bounds. */
+  readonly durationBucketsSeconds: readonly number[];
+  /** Route templates for http_route (`/api/users/:id`), most specific match wins. */
+  readonly routes: readonly string[];
+  /** An OpenAPI 3 document whose paths become route templates. */
+  readonly openapi: string | undefined;
+  /** How many distinct inferred routes before new ones become `other`. */
+  readonly maxRoutes: number;
 }
 
 /** What the proxy itself needs: a Config whose upstream is known. */
@@ -64,6 +80,8 @@ type ValueKey = Exclude<keyof Config, 'demo' | 'metricsToken'>;
 export interface OptionSpec<K extends ValueKey> {
   /** Commander flag syntax, e.g. `--port <n>`. */
   readonly flag: string;
+  /** May be given several times; the values reach `parse` joined with commas (as the env var writes them). */
+  readonly repeatable?: true;
   readonly description: string;
   readonly parse: (raw: string, source: string) => Config[K];
 }
@@ -90,6 +108,11 @@ export const DEFAULTS = Object.freeze({
   metricsHost: undefined,
   metricsTokenFile: undefined,
   metricsToken: undefined,
+  metricFamilies: Object.freeze(['seed', 'standard'] as MetricFamilyName[]),
+  durationBucketsSeconds: DEFAULT_DURATION_BUCKETS_SECONDS,
+  routes: Object.freeze([] as string[]),
+  openapi: undefined,
+  maxRoutes: 100,
 } satisfies Config);
 
 /** The env var that carries the metrics bearer token itself (there is deliberately no flag for it). */
@@ -175,6 +198,32 @@ export const OPTIONS: { readonly [K in ValueKey]: OptionSpec<K> } = {
     description: 'file holding a bearer token required on the metrics path (or set METRICS_PROXY_METRICS_TOKEN)',
     parse: parseFilePath,
   },
+  metricFamilies: {
+    flag: '--metrics <families>',
+    description: 'metric families to expose: seed (apiCount…), standard (OpenTelemetry http_server_*), both, or none',
+    parse: parseFamilies,
+  },
+  durationBucketsSeconds: {
+    flag: '--duration-buckets <s,...>',
+    description: 'http_server_request_duration_seconds bucket bounds in seconds',
+    parse: parseSecondsBuckets,
+  },
+  routes: {
+    flag: '--route <template>',
+    description: 'a route template for http_route, e.g. /api/users/:id (repeatable; env: comma-separated)',
+    repeatable: true,
+    parse: (raw, source) => raw.split(',').map((t) => parseRouteTemplate(t.trim(), source)),
+  },
+  openapi: {
+    flag: '--openapi <file>',
+    description: 'OpenAPI 3 document (JSON or YAML) whose paths become route templates',
+    parse: parseFilePath,
+  },
+  maxRoutes: {
+    flag: '--max-routes <n>',
+    description: 'budget of distinct inferred routes; beyond it, new routes are recorded as "other"',
+    parse: parseCount,
+  },
 };
 
 export const VALUE_KEYS = Object.keys(OPTIONS) as ValueKey[];
@@ -252,5 +301,11 @@ export function resolveConfig(layers: ConfigLayers): Config {
       `invalid value for --metrics-path: ${JSON.stringify(config.metricsPath)} (must differ from --api-prefix)`,
     );
   }
-  return Object.freeze({ ...config, bucketsMs: Object.freeze([...config.bucketsMs]) });
+  return Object.freeze({
+    ...config,
+    bucketsMs: Object.freeze([...config.bucketsMs]),
+    durationBucketsSeconds: Object.freeze([...config.durationBucketsSeconds]),
+    metricFamilies: Object.freeze([...config.metricFamilies]),
+    routes: Object.freeze([...config.routes]),
+  });
 }

@@ -1,22 +1,42 @@
-/** Serves the registry in the Prometheus text format and counts each scrape by status, as Go's promhttp does. */
+/**
+ * The metrics path: the registry in the format the scraper prefers, gzipped
+ * when it accepts that (as the Go client does), each scrape counted by status
+ * as Go's promhttp does; and, next to it, the routes learned so far.
+ */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { promisify } from 'node:util';
+import { gzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
 import type { MetricsRecorder } from './metrics.js';
 import { errorBody, sendJson } from './respond.js';
 
-export type MetricsEndpoint = (req: IncomingMessage, res: ServerResponse) => void;
+export type Endpoint = (req: IncomingMessage, res: ServerResponse) => void;
 
-export function createMetricsEndpoint(registry: Registry, metrics: MetricsRecorder, log: Logger): MetricsEndpoint {
-  async function render(req: IncomingMessage, res: ServerResponse): Promise<void> {
+const gzipAsync = promisify(gzip);
+/** Below this, compressing costs more than it saves. */
+const GZIP_MIN_BYTES = 1024;
+
+export function createMetricsEndpoint(registry: Registry, metrics: MetricsRecorder, log: Logger): Endpoint {
+  const render = createRenderer(registry);
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendJson(res, 405, errorBody('method not allowed'), { allow: 'GET, HEAD' });
       metrics.recordScrape(405);
       return;
     }
-    let text: string;
+    let body: Buffer;
+    const headers: Record<string, string> = { 'cache-control': 'no-store', vary: 'Accept, Accept-Encoding' };
     try {
-      text = await registry.metrics();
+      const rendered = await render(prefersOpenMetrics(req.headers.accept));
+      headers['content-type'] = rendered.contentType;
+      body = Buffer.from(rendered.body);
+      if (body.length >= GZIP_MIN_BYTES && acceptsGzip(req.headers['accept-encoding'])) {
+        body = await gzipAsync(body);
+        headers['content-encoding'] = 'gzip';
+      }
     } catch (err) {
       log.error({ err }, 'collecting metrics failed');
       sendJson(res, 500, errorBody('collecting metrics failed'));
@@ -24,19 +44,27 @@ export function createMetricsEndpoint(registry: Registry, metrics: MetricsRecord
       return;
     }
     if (res.destroyed) return;
-    res.writeHead(200, {
-      'content-type': registry.contentType,
-      'content-length': String(Buffer.byteLength(text)),
-      'cache-control': 'no-store',
-    });
-    res.end(req.method === 'HEAD' ? undefined : text);
+    headers['content-length'] = String(body.length);
+    res.writeHead(200, headers);
+    res.end(req.method === 'HEAD' ? undefined : body);
     metrics.recordScrape(200);
   }
 
   return function serveMetrics(req, res) {
-    render(req, res).catch((err: unknown) => {
+    serve(req, res).catch((err: unknown) => {
       log.error({ err }, 'serving metrics failed');
       res.destroy();
     });
+  };
+}
+
+/** The routes learned so far, with their source and the budget: for finding out where `other` comes from. */
+export function createRoutesEndpoint(metrics: MetricsRecorder): Endpoint {
+  return (req, res) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendJson(res, 405, errorBody('method not allowed'), { allow: 'GET, HEAD' });
+      return;
+    }
+    sendJson(res, 200, metrics.routes.snapshot());
   };
 }

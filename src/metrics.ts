@@ -1,84 +1,142 @@
 /**
- * Metric names, types, units and labels in one place. These names are a
- * contract with dashboards and alerts (they match the Go + Gin recipe), so
- * change them only deliberately. Everything registers on the registry passed
- * in: never on prom-client's global one.
+ * The one recorder the proxy reports to. It fans each outcome out to the
+ * enabled families (`--metrics seed,standard`) and owns the route table that
+ * keeps `http_route` bounded. Everything registers on the registry passed in,
+ * never on prom-client's global one.
  */
-import { Counter, Histogram, type Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { type SeedErrorType, createScrapeCounter, createSeedMetrics } from './metrics-seed.js';
+import { type Direction, createStandardMetrics } from './metrics-standard.js';
+import { type RouteTable, createRouteTable } from './routes.js';
+import type { UpstreamFailureKind } from './upstream-errors.js';
 
-/** Methods that keep their own label value; anything else is `OTHER`, so clients cannot mint series. */
-export const STANDARD_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
-export const OTHER_METHOD = 'OTHER';
+export { OTHER_METHOD, STANDARD_METHODS, methodLabel } from './methods.js';
 
-export type ErrorType = 'api' | 'ws';
+export type MetricFamily = 'seed' | 'standard';
+export type ErrorType = SeedErrorType;
+
+export interface RequestRecord {
+  readonly method: string | undefined;
+  /** The forwarded path, without query, for the route label. */
+  readonly path: string;
+  /** Status the client got; 499 when it went away first. */
+  readonly status: number;
+  /** '' for success, the upstream's 5xx status, or the failure kind when the proxy answered. */
+  readonly errorType: string;
+  readonly durationMs: number;
+  readonly requestBytes: number;
+  readonly responseBytes: number;
+  readonly traceparent: string | undefined;
+}
 
 export interface MetricsRecorder {
+  requestStarted(method: string | undefined): void;
   /** One forwarded request (HTTP or WebSocket handshake), whatever its outcome. Called exactly once per request. */
-  recordRequest(method: string | undefined, durationMs: number): void;
-  /** One failure: an upstream 5xx or an unreachable upstream (`api`), or a failed WebSocket (`ws`). */
+  recordRequest(record: RequestRecord): void;
+  /** Seed family: an upstream 5xx or an unreachable upstream (`api`), or a failed WebSocket (`ws`). */
   recordError(type: ErrorType): void;
+  /** Standard family: the proxy answered because the upstream could not be reached or read. */
+  recordUpstreamFailure(kind: UpstreamFailureKind): void;
+  /** The bounded route label of a forwarded path. */
+  routeOf(path: string): string;
+  sessionOpened(route: string): void;
+  sessionClosed(route: string, closeCode: string, durationSeconds: number): void;
+  sessionMessage(route: string, direction: Direction, payloadBytes: number): void;
   /** One answer from the metrics endpoint, by HTTP status, as Go's promhttp counts them. */
   recordScrape(statusCode: number): void;
+  readonly routes: RouteTable;
+  /** Whether WebSocket sessions are worth inspecting frame by frame (the standard family is on). */
+  readonly inspectsSessions: boolean;
 }
 
 export interface MetricsOptions {
+  readonly families: readonly MetricFamily[];
   readonly bucketsMs: readonly number[];
+  readonly durationBucketsSeconds: readonly number[];
+  readonly apiPrefix: string;
+  readonly routeTemplates: readonly string[];
+  readonly openapiTemplates: readonly string[];
+  readonly maxRoutes: number;
 }
 
-export function methodLabel(method: string | undefined): string {
-  return method !== undefined && (STANDARD_METHODS as readonly string[]).includes(method) ? method : OTHER_METHOD;
+const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
+const ZERO_TRACE = '0'.repeat(32);
+const ZERO_SPAN = '0'.repeat(16);
+
+/** The exemplar labels of a W3C `traceparent`, or undefined when absent or malformed. */
+export function traceFromHeader(header: string | undefined): { trace_id: string; span_id: string } | undefined {
+  if (header === undefined || header.length !== 55) return undefined;
+  const match = TRACEPARENT.exec(header);
+  if (match === null) return undefined;
+  const traceId = match[1] as string;
+  const spanId = match[2] as string;
+  if (traceId === ZERO_TRACE || spanId === ZERO_SPAN) return undefined;
+  return { trace_id: traceId, span_id: spanId };
 }
+
+const noop = (): void => {};
+const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export function createMetrics(registry: Registry, options: MetricsOptions): MetricsRecorder {
-  const registers = [registry];
-  const apiCount = new Counter({
-    name: 'apiCount',
-    help: 'Forwarded API requests (HTTP and WebSocket handshakes), by method, whatever their outcome.',
-    labelNames: ['method'] as const,
-    registers,
-  });
-  const apiDuration = new Histogram({
-    name: 'apiDuration',
-    help: 'Milliseconds from a request\'s arrival to the end of its response or error (WebSocket: until the 101 is relayed).',
-    labelNames: ['method'] as const,
-    buckets: [...options.bucketsMs],
-    registers,
-  });
-  const apiErrorCount = new Counter({
-    name: 'apiErrorCount',
-    help: 'Failed requests: type="api" for an upstream 5xx or an unreachable upstream, type="ws" for a failed WebSocket.',
-    labelNames: ['type'] as const,
-    registers,
-  });
-  const scrapes = new Counter({
-    name: 'promhttp_metric_handler_requests_total',
-    help: 'Total number of scrapes by HTTP status code.',
-    labelNames: ['code'] as const,
-    registers,
-  });
+  const seed = options.families.includes('seed') ? createSeedMetrics(registry, options.bucketsMs) : undefined;
+  const recordScrape = seed !== undefined ? createScrapeCounter(registry) : noop;
+  if (options.families.includes('standard') && registry.contentType === Registry.PROMETHEUS_CONTENT_TYPE) {
+    // Exemplars need a registry in OpenMetrics mode; the renderer picks the format per scrape anyway.
+    (registry as unknown as { setContentType(type: string): void }).setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+  }
+  const standard = options.families.includes('standard')
+    ? createStandardMetrics(registry, options.durationBucketsSeconds)
+    : undefined;
   collectDefaultMetrics({ register: registry });
-
-  // Series that must exist before anything happens, so rate() and alerts see a 0, not an absence.
-  for (const type of ['api', 'ws'] as const) apiErrorCount.inc({ type }, 0);
-  for (const code of ['200', '500', '503']) scrapes.inc({ code }, 0);
-
-  // Label objects built once and reused: the hot path allocates none.
-  const methodLabels = new Map<string, { method: string }>();
-  for (const method of [...STANDARD_METHODS, OTHER_METHOD]) methodLabels.set(method, Object.freeze({ method }));
-  const otherLabels = methodLabels.get(OTHER_METHOD) as { method: string };
-  const errorLabels = { api: Object.freeze({ type: 'api' }), ws: Object.freeze({ type: 'ws' }) } as const;
+  // Gauges named like counters fail `promtool check metrics`; their per-type siblings
+  // (nodejs_active_handles{type}, …) carry the same numbers, and sum() gives the totals.
+  for (const name of MISNAMED_DEFAULT_GAUGES) registry.removeSingleMetric(name);
+  const routes = createRouteTable({
+    apiPrefix: options.apiPrefix,
+    templates: options.routeTemplates,
+    openapiTemplates: options.openapiTemplates,
+    maxRoutes: options.maxRoutes,
+    onOverflow: () => standard?.routeOverflowed(),
+  });
 
   return {
-    recordRequest(method, durationMs) {
-      const labels = (method !== undefined && methodLabels.get(method)) || otherLabels;
-      apiCount.inc(labels);
-      apiDuration.observe(labels, Number.isFinite(durationMs) && durationMs >= 0 ? durationMs : 0);
+    routes,
+    inspectsSessions: standard !== undefined,
+    routeOf: (path) => routes.resolve(path),
+    requestStarted(method) {
+      standard?.requestStarted(method);
+    },
+    recordRequest(r) {
+      const durationMs = Number.isFinite(r.durationMs) && r.durationMs >= 0 ? r.durationMs : 0;
+      seed?.recordRequest(r.method, durationMs);
+      standard?.requestFinished({
+        method: r.method,
+        route: routes.resolve(r.path),
+        status: r.status,
+        errorType: r.errorType,
+        durationSeconds: durationMs / 1000,
+        requestBytes: r.requestBytes,
+        responseBytes: r.responseBytes,
+        trace: traceFromHeader(r.traceparent),
+      });
     },
     recordError(type) {
-      apiErrorCount.inc(errorLabels[type]);
+      seed?.recordError(type);
+    },
+    recordUpstreamFailure(kind) {
+      standard?.upstreamFailed(kind);
+    },
+    sessionOpened(route) {
+      standard?.sessionOpened(route);
+    },
+    sessionClosed(route, closeCode, durationSeconds) {
+      standard?.sessionClosed(route, closeCode, durationSeconds);
+    },
+    sessionMessage(route, direction, payloadBytes) {
+      standard?.sessionMessage(route, direction, payloadBytes);
     },
     recordScrape(statusCode) {
-      scrapes.inc({ code: String(statusCode) });
+      recordScrape(statusCode);
     },
   };
 }

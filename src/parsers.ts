@@ -62,13 +62,22 @@ export function parseRoutePath(raw: string, source: string): string {
 
 /** Histogram bucket upper bounds in milliseconds: positive, finite, strictly increasing. */
 export function parseBuckets(raw: string, source: string): number[] {
+  return parseBounds(raw, source, 'milliseconds');
+}
+
+/** Histogram bucket upper bounds in seconds (the standard family's unit). */
+export function parseSecondsBuckets(raw: string, source: string): number[] {
+  return parseBounds(raw, source, 'seconds');
+}
+
+function parseBounds(raw: string, source: string, unit: string): number[] {
   const parts = raw.split(',').map((p) => p.trim());
   if (parts.length === 0 || parts.some((p) => p === '')) {
     throw invalid(source, raw, 'expected a comma-separated list of numbers, e.g. 5,10,50');
   }
   const bounds = parts.map((p) => (/^[0-9]*\.?[0-9]+(e[+-]?[0-9]+)?$/i.test(p) ? Number(p) : Number.NaN));
   if (bounds.some((b) => !Number.isFinite(b) || b <= 0)) {
-    throw invalid(source, raw, 'every bucket must be a positive finite number of milliseconds');
+    throw invalid(source, raw, `every bucket must be a positive finite number of ${unit}`);
   }
   for (let i = 1; i < bounds.length; i++) {
     if ((bounds[i] as number) <= (bounds[i - 1] as number)) {
@@ -108,4 +117,29 @@ export function parseHeaderSize(raw: string, source: string): number {
 export function parseFilePath(raw: string, source: string): string {
   if (raw.trim() === '') throw invalid(source, raw, 'expected a file path');
   return raw;
+}
+
+export const METRIC_FAMILIES = ['seed', 'standard'] as const;
+export type MetricFamilyName = (typeof METRIC_FAMILIES)[number];
+
+/** `seed,standard`, `seed`, `standard`, or `none` (process metrics only). */
+export function parseFamilies(raw: string, source: string): MetricFamilyName[] {
+  const names = raw.split(',').map((n) => n.trim().toLowerCase()).filter((n) => n !== '');
+  if (names.length === 1 && names[0] === 'none') return [];
+  const families: MetricFamilyName[] = [];
+  for (const name of names) {
+    const family = METRIC_FAMILIES.find((f) => f === name);
+    if (family === undefined) throw invalid(source, raw, `expected a comma-separated list of ${METRIC_FAMILIES.join(', ')} (or none)`);
+    if (!families.includes(family)) families.push(family);
+  }
+  if (families.length === 0) throw invalid(source, raw, `expected a comma-separated list of ${METRIC_FAMILIES.join(', ')} (or none)`);
+  return families;
+}
+
+/** A whole number from 1 to 100 000. */
+export function parseCount(raw: string, source: string): number {
+  const text = raw.trim();
+  const n = /^\d{1,6}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 100_000) throw invalid(source, raw, 'expected a whole number from 1 to 100000');
+  return n;
 }

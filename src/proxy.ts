@@ -42,6 +42,13 @@ interface Exchange {
   /** http-proxy has started relaying the upstream's response: from here on, failures break the connection. */
   upstreamResponded: boolean;
   errorCounted: boolean;
+  /** Standard family's error_type: '' for success, the upstream's 5xx status, or the failure kind. */
+  errorType: string;
+  /** The proxy cut the client connection because of an upstream fault (not a client that left). */
+  brokenByUpstream: boolean;
+  /** Body bytes counted on the wire when no Content-Length tells them. */
+  requestBytes: number;
+  responseBytes: number;
   /** The client stopped sending or reading: what failed upstream afterwards is not the upstream's fault. */
   clientStalled: boolean;
   closed: boolean;
@@ -56,6 +63,39 @@ type TrackedSocket = Socket & { [PENDING]?: Set<Exchange> };
 type WebWithCallback = (req: IncomingMessage, res: ServerResponse, callback: httpProxy.ErrorCallback) => void;
 
 const PROTOCOL_FAILURE = classifyUpstreamError({ code: 'HPE_INVALID_STATUS' });
+const RESET_FAILURE = classifyUpstreamError({ code: 'ECONNRESET' });
+/** What nginx, Traefik and Caddy record for a request whose client went away first. */
+const CLIENT_CLOSED_REQUEST = 499;
+
+function contentLength(headers: IncomingMessage['headers']): number | undefined {
+  const value = headers['content-length'];
+  if (value === undefined) return undefined;
+  const length = Number(value);
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+}
+
+function countRequestBytes(this: TrackedMessage, chunk: Buffer): void {
+  const exchange = this[EXCHANGE_OF];
+  if (exchange !== undefined) exchange.requestBytes += chunk.length;
+}
+
+function countResponseBytes(this: TrackedMessage, chunk: Buffer): void {
+  const exchange = this[EXCHANGE_OF];
+  if (exchange !== undefined) exchange.responseBytes += chunk.length;
+}
+
+function statusOf(exchange: Exchange): number {
+  const { res } = exchange;
+  if (res.writableFinished) return res.statusCode;
+  if (exchange.brokenByUpstream) return res.headersSent ? res.statusCode : 502;
+  return CLIENT_CLOSED_REQUEST;
+}
+
+function pathOf(url: string | undefined): string {
+  const path = url ?? '/';
+  const queryAt = path.indexOf('?');
+  return queryAt === -1 ? path : path.slice(0, queryAt);
+}
 
 /** Idle on the upstream socket: the client's fault if its upload is unfinished or it stopped reading. */
 export function blameIdle(proxyReq: ClientRequest): 'client' | 'upstream' {
@@ -81,7 +121,17 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
     if (!exchange.res.writableFinished && exchange.proxyReq !== undefined && !exchange.proxyReq.destroyed) {
       exchange.proxyReq.destroy();
     }
-    metrics.recordRequest(exchange.method, performance.now() - exchange.startedAt);
+    const { req } = exchange;
+    metrics.recordRequest({
+      method: exchange.method,
+      path: pathOf(req.url),
+      status: statusOf(exchange),
+      errorType: exchange.errorType,
+      durationMs: performance.now() - exchange.startedAt,
+      requestBytes: contentLength(req.headers) ?? exchange.requestBytes,
+      responseBytes: exchange.responseBytes,
+      traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined,
+    });
   }
 
   function onResponseClose(this: TrackedResponse): void {
@@ -96,20 +146,34 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
     for (const exchange of pending) finish(exchange);
   }
 
+  /** Counts an upstream failure once in each family; a failure outranks an upstream 5xx that preceded it. */
+  function markFailure(exchange: Exchange, failure: UpstreamFailure): void {
+    countError(exchange);
+    if (exchange.errorType === '' || /^\d/.test(exchange.errorType)) {
+      exchange.errorType = failure.kind;
+      metrics.recordUpstreamFailure(failure.kind);
+    }
+  }
+
   /** The proxy answers instead of the upstream, or breaks the connection if the answer has begun. */
   function fail(exchange: Exchange, failure: UpstreamFailure, err: unknown): void {
-    countError(exchange);
+    markFailure(exchange, failure);
     log.error({ err, kind: failure.kind, method: exchange.method, url: exchange.req.url }, 'upstream request failed');
-    if (exchange.upstreamResponded || exchange.res.headersSent) exchange.res.destroy();
-    else sendJson(exchange.res, failure.status, errorBody(failure.msg));
+    if (exchange.upstreamResponded || exchange.res.headersSent) {
+      exchange.brokenByUpstream = true;
+      exchange.res.destroy();
+    } else {
+      sendJson(exchange.res, failure.status, errorBody(failure.msg));
+    }
   }
 
   function onUpstreamResponseClose(this: TrackedMessage & IncomingMessage): void {
     const exchange = this[EXCHANGE_OF];
     if (exchange === undefined || this.complete || exchange.closed || exchange.clientStalled) return;
     // The upstream died mid-body: the client must see a broken connection, not a short body.
-    countError(exchange);
+    markFailure(exchange, RESET_FAILURE);
     log.warn({ method: exchange.method, url: exchange.req.url }, 'upstream closed the connection mid-response');
+    exchange.brokenByUpstream = true;
     exchange.res.destroy();
   }
 
@@ -150,8 +214,12 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
     // Say what Node will do with the client connection (http-proxy would otherwise invent a value).
     if (isDraining()) res.shouldKeepAlive = false;
     proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
-    if (status >= 500) countError(exchange);
+    if (status >= 500) {
+      countError(exchange);
+      exchange.errorType = String(status);
+    }
     (proxyRes as TrackedMessage)[EXCHANGE_OF] = exchange;
+    proxyRes.on('data', countResponseBytes);
     proxyRes.once('close', onUpstreamResponseClose);
   });
 
@@ -182,9 +250,18 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
         proxyReq: undefined,
         upstreamResponded: false,
         errorCounted: false,
+        errorType: '',
+        brokenByUpstream: false,
+        requestBytes: 0,
+        responseBytes: 0,
         clientStalled: false,
         closed: false,
       };
+      metrics.requestStarted(req.method);
+      if (req.headers['content-length'] === undefined && !req.complete) {
+        (req as TrackedMessage)[EXCHANGE_OF] = exchange;
+        req.on('data', countRequestBytes);
+      }
       (res as TrackedResponse)[EXCHANGE] = exchange;
       res.once('close', onResponseClose);
       const socket = req.socket as TrackedSocket;

@@ -16,6 +16,7 @@ import type { MetricsRecorder } from './metrics.js';
 import { errorBody, sendJsonOnSocket } from './respond.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import { GOING_AWAY, closeFrame, expectedAccept } from './ws-frames.js';
+import { closeCodeLabel, createFrameInspector } from './ws-inspector.js';
 
 export interface WebSocketForwarderDeps {
   readonly proxy: httpProxy;
@@ -39,6 +40,9 @@ interface Session {
   readonly method: string | undefined;
   readonly socket: Duplex;
   readonly key: string | undefined;
+  /** The forwarded path without query, for the route label. */
+  readonly path: string;
+  readonly traceparent: string | undefined;
   proxyReq: ClientRequest | undefined;
   proxySocket: Socket | undefined;
   recorded: boolean;
@@ -50,6 +54,8 @@ interface Session {
 }
 
 const SESSION = Symbol('metrics-proxy.ws-session');
+/** What nginx, Traefik and Caddy record for a request whose client went away first. */
+const CLIENT_CLOSED_REQUEST = 499;
 type TrackedSocket = Duplex & { [SESSION]?: Session };
 /** How long a peer gets to answer our close frame before its socket is cut. */
 const CLOSE_GRACE_MS = 1_000;
@@ -66,10 +72,45 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
   const { proxy, metrics, log, guard, idleTimeoutMs } = deps;
   const open = new Set<Session>();
 
-  function recordHandshake(session: Session): void {
+  /** The handshake is the request: recorded once, with the status the client got. */
+  function recordHandshake(session: Session, status: number, errorType = ''): void {
     if (session.recorded) return;
     session.recorded = true;
-    metrics.recordRequest(session.method, performance.now() - session.startedAt);
+    metrics.recordRequest({
+      method: session.method,
+      path: session.path,
+      status,
+      errorType,
+      durationMs: performance.now() - session.startedAt,
+      requestBytes: 0,
+      responseBytes: 0,
+      traceparent: session.traceparent,
+    });
+  }
+
+  /** Standard-family session metrics: live count, messages and bytes each way, lifetime by close code. */
+  function observeSession(session: Session, proxySocket: Socket): void {
+    if (!metrics.inspectsSessions) return;
+    const route = metrics.routeOf(session.path);
+    const openedAt = performance.now();
+    let closeCode: number | undefined;
+    const onClose = (code: number): void => {
+      closeCode ??= code;
+    };
+    const upstream = createFrameInspector(true, {
+      onMessage: (bytes) => metrics.sessionMessage(route, 'upstream', bytes),
+      onClose,
+    });
+    const downstream = createFrameInspector(false, {
+      onMessage: (bytes) => metrics.sessionMessage(route, 'downstream', bytes),
+      onClose,
+    });
+    session.socket.on('data', (chunk: Buffer) => upstream.push(chunk));
+    proxySocket.on('data', (chunk: Buffer) => downstream.push(chunk));
+    metrics.sessionOpened(route);
+    session.socket.once('close', () =>
+      metrics.sessionClosed(route, closeCodeLabel(closeCode), (performance.now() - openedAt) / 1000),
+    );
   }
 
   function countError(session: Session): void {
@@ -101,18 +142,20 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
     if (session.key !== undefined && accept !== expectedAccept(session.key)) {
       // A 101 that does not prove the upstream speaks WebSocket: refuse it before http-proxy relays it.
       countError(session);
-      recordHandshake(session);
+      metrics.recordUpstreamFailure('protocol');
+      recordHandshake(session, 502, 'protocol');
       log.warn('upstream answered 101 with a wrong Sec-WebSocket-Accept');
       proxySocket.destroy();
       sendJsonOnSocket(socket, 502, errorBody('upstream sent an invalid websocket handshake'));
       return;
     }
-    recordHandshake(session);
+    recordHandshake(session, 101);
     if (socket.destroyed) {
       proxySocket.destroy();
       return;
     }
     open.add(session);
+    observeSession(session, proxySocket);
     // http-proxy pipes the two sockets; a destroyed side would leave the other open.
     // http-proxy pipes the two sockets; once one side is gone the pipe is undone and the other side
     // sits paused, never reading the peer's last bytes (its close frame), so it would never close.
@@ -148,7 +191,8 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
     proxyReq.once('response', (proxyRes: IncomingMessage) => {
       // Not a 101: http-proxy relays the upstream's answer as is; for us the handshake failed.
       countError(session);
-      recordHandshake(session);
+      const status = proxyRes.statusCode ?? 502;
+      recordHandshake(session, status, status >= 500 ? String(status) : '');
       log.warn({ status: proxyRes.statusCode, url: req.url }, 'upstream refused the websocket upgrade');
     });
   });
@@ -157,7 +201,7 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
     const session = (socket as TrackedSocket)[SESSION];
     if (session === undefined) return;
     if (session.clientGone) {
-      recordHandshake(session);
+      recordHandshake(session, CLIENT_CLOSED_REQUEST);
       return;
     }
     if (session.upgraded && session.upstreamEnded) {
@@ -172,8 +216,9 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
       session.socket.destroy();
       return;
     }
-    recordHandshake(session);
     const failure = classifyUpstreamError(err);
+    metrics.recordUpstreamFailure(failure.kind);
+    recordHandshake(session, failure.status, failure.kind);
     log.error({ err, kind: failure.kind, url: req.url }, 'websocket upgrade to upstream failed');
     sendJsonOnSocket(session.socket, failure.status, errorBody(failure.msg));
   }
@@ -188,7 +233,7 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
     // The client gave up during the handshake: stop the upstream request, count the attempt, no error.
     session.clientGone = true;
     session.proxyReq?.destroy();
-    recordHandshake(session);
+    recordHandshake(session, CLIENT_CLOSED_REQUEST);
   }
 
   return {
@@ -202,11 +247,15 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
       tracked.on('error', onClientSocketError);
       tracked.once('close', onClientSocketClose);
       const key = req.headers['sec-websocket-key'];
+      const traceparent = req.headers.traceparent;
+      metrics.requestStarted(req.method);
       tracked[SESSION] = {
         startedAt,
         method: req.method,
         socket,
         key: typeof key === 'string' ? key : undefined,
+        path: url.split('?')[0] ?? url,
+        traceparent: typeof traceparent === 'string' ? traceparent : undefined,
         proxyReq: undefined,
         proxySocket: undefined,
         recorded: false,

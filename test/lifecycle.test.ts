@@ -231,10 +231,32 @@ describe('admin listener and token from the command line', () => {
     ['a bad --metrics-port', ['--metrics-port', 'x'], '--metrics-port'],
     ['a bad --connect-timeout', ['--connect-timeout', '-5'], '--connect-timeout'],
     ['a bad --max-header-size', ['--max-header-size', '10'], '--max-header-size'],
+    ['a bad --metrics family', ['--metrics', 'seed,bogus'], '--metrics'],
+    ['a bad --max-routes', ['--max-routes', '0'], '--max-routes'],
+    ['a bad --duration-buckets', ['--duration-buckets', '1,0.5'], '--duration-buckets'],
+    ['an unreadable --openapi document', ['--openapi', '/nonexistent/api.yaml'], '--openapi'],
+    ['a --route outside the prefix', ['--route', '/other/:id'], '--route'],
   ])('refuses %s with one clean line', async (_name, args, option) => {
     const result = await runToExit([...LOOPBACK, '--port', '0', '--upstream', 'http://127.0.0.1:9', ...args], {}, onTestFinished);
     expect(result.code).toBe(2);
     expect(expectOneCleanLine(result.stderr)).toContain(option);
+  });
+
+  it('takes --route several times and --openapi, and lists them at the routes endpoint', async () => {
+    const upstream = await startUpstream((_req, res) => res.end('done'));
+    onTestFinished(upstream.close);
+    const openapi = await tempFile('api.yaml', 'openapi: 3.0.3\ninfo: { title: t, version: "1" }\npaths:\n  /pets/{petId}: {}\n');
+    const { url } = await startListening([
+      ...LOOPBACK, '--port', '0', '--upstream', upstream.url, '--route', '/api/users/:id', '--route', '/api/orders/:id', '--openapi', openapi,
+    ]);
+    const listed = JSON.parse((await httpRequest(`${url}/metrics/routes`)).body.toString()) as { routes: Array<{ route: string; source: string }> };
+    expect(listed.routes).toEqual(
+      expect.arrayContaining([
+        { route: '/api/users/:id', source: 'config' },
+        { route: '/api/orders/:id', source: 'config' },
+        { route: '/api/pets/:petId', source: 'openapi' },
+      ]),
+    );
   });
 
   it('refuses a --metrics-port already in use with one clean line', async () => {
