@@ -154,8 +154,20 @@ describe.skipIf(tools === undefined)('the standard family in a real Prometheus',
     });
     const proxy = await startProxy(upstream.url, { upstreamTimeoutMs: 300, maxRoutes: 20, routes: ['/api/items/:id'] });
     onTestFinished(proxy.close);
-    const prometheus = await startPrometheus({ scrapeIntervalSeconds: 1, targets: [{ job: JOB, address: `127.0.0.1:${proxy.port}` }] });
+    // and a second proxy whose service is down
+    const gone = await startUpstream(echoHandler);
+    await gone.close();
+    const orphan = await startProxy(gone.url);
+    onTestFinished(orphan.close);
+    const prometheus = await startPrometheus({
+      scrapeIntervalSeconds: 1,
+      targets: [
+        { job: JOB, address: `127.0.0.1:${proxy.port}` },
+        { job: 'orphan', address: `127.0.0.1:${orphan.port}` },
+      ],
+    });
     onTestFinished(prometheus.close);
+    for (let i = 0; i < 3; i++) expect((await httpRequest(`${orphan.url}/api/items/${i}`)).status).toBe(502);
 
     const traceId = '0af7651916cd43dd8448eb211c80319c';
     const get = (path: string, headers: Record<string, string> = {}) => httpRequest(`${proxy.url}${path}`, { headers });
@@ -178,32 +190,37 @@ describe.skipIf(tools === undefined)('the standard family in a real Prometheus',
     for (let i = 0; i < 200; i++) await get(`/api/scan-${Math.random().toString(36).slice(2, 8)}/x`);
     await new Promise((r) => setTimeout(r, 100)); // let the abandoned requests close
     await prometheus.waitForScrapes(JOB, 1);
+    await prometheus.waitForScrapes('orphan', 1);
 
     const D = 'http_server_request_duration_seconds_count';
     const expected: Array<[promql: string, value: number]> = [
-      [`sum(${D}{http_route="/api/items/:id",http_response_status_code="200",error_type=""})`, 6],
+      [`sum(${D}{job="metrics-proxy",http_route="/api/items/:id",http_response_status_code="200",error_type=""})`, 6],
       // "the service answered 5xx" vs "the proxy could not reach the service": one label apart
-      [`sum(${D}{error_type=~"[0-9]+"})`, 4],
-      [`sum(${D}{error_type!="",error_type!~"[0-9]+"})`, 5],
-      [`sum(${D}{http_response_status_code="502",error_type="reset"})`, 3],
-      [`sum(${D}{http_response_status_code="504",error_type="response_timeout"})`, 2],
-      ['metrics_proxy_upstream_errors_total{error_type="reset"}', 3],
-      ['metrics_proxy_upstream_errors_total{error_type="response_timeout"}', 2],
-      [`sum(${D}{http_response_status_code="499"})`, 2],
-      ['apiErrorCount{type="api"}', 4 + 3 + 2],
-      [`sum(${D}{http_response_status_code="101"})`, 2],
+      [`sum(${D}{job="metrics-proxy",error_type=~"[0-9]+"})`, 4],
+      [`sum(${D}{job="metrics-proxy",error_type!="",error_type!~"[0-9]+"})`, 5],
+      [`sum(${D}{job="metrics-proxy",http_response_status_code="502",error_type="reset"})`, 3],
+      [`sum(${D}{job="metrics-proxy",http_response_status_code="504",error_type="response_timeout"})`, 2],
+      ['metrics_proxy_upstream_errors_total{job="metrics-proxy",error_type="reset"}', 3],
+      ['metrics_proxy_upstream_errors_total{job="metrics-proxy",error_type="response_timeout"}', 2],
+      [`sum(${D}{job="metrics-proxy",http_response_status_code="499"})`, 2],
+      ['apiErrorCount{job="metrics-proxy",type="api"}', 4 + 3 + 2],
+      [`sum(${D}{job="metrics-proxy",http_response_status_code="101"})`, 2],
       ['sum(metrics_proxy_websocket_sessions_active)', 0],
       ['sum(metrics_proxy_websocket_session_duration_seconds_count{close_code="1000"})', 2],
       ['sum(metrics_proxy_websocket_messages_total{direction="upstream"})', 5],
       ['sum(metrics_proxy_websocket_messages_total{direction="downstream"})', 5],
-      ['sum(http_server_active_requests)', 0],
+      ['sum(http_server_active_requests{job="metrics-proxy"})', 0],
+      // the service that is down: every request answered by the proxy, none by the service
+      ['metrics_proxy_upstream_errors_total{job="orphan",error_type="connect_refused"}', 3],
+      [`sum(${D}{job="orphan",http_response_status_code="502",error_type="connect_refused"})`, 3],
+      [`sum(${D}{job="orphan",error_type=~"[0-9]+"}) or vector(0)`, 0],
     ];
     for (const [promql, value] of expected) expect(await single(prometheus, promql), promql).toBe(value);
 
     // the route series stay under budget (20 inferred + the template + other), whatever the scanner sent
-    const routes = await single(prometheus, `count(count by (http_route) (${D}))`);
+    const routes = await single(prometheus, `count(count by (http_route) (${D}{job="metrics-proxy"}))`);
     expect(routes).toBeLessThanOrEqual(22);
-    expect(await single(prometheus, 'metrics_proxy_routes_overflow_total')).toBeGreaterThan(0);
+    expect(await single(prometheus, 'metrics_proxy_routes_overflow_total{job="metrics-proxy"}')).toBeGreaterThan(0);
 
     // 120 ms answers: the median falls in the (0.1, 0.25] bucket
     const median = await single(
