@@ -14,6 +14,8 @@ async function startWsUpstream() {
   const sessions: WebSocket[] = [];
   const paths: string[] = [];
   wss.on('connection', (ws, req) => {
+    // protocol errors (e.g. invalid UTF-8 sent on purpose) close the session; they are not test failures
+    ws.on('error', () => {});
     sessions.push(ws);
     paths.push(req.url ?? '');
     ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
