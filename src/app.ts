@@ -11,7 +11,7 @@ import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { createBearerCheck } from './bearer.js';
-import { createExemplarRegistry } from './exposition.js';
+import { type Rendered, createExemplarRegistry } from './exposition.js';
 import type { ProxyConfig } from './config.js';
 import { HEALTH_PATH, READY_PATH, createHealth } from './health.js';
 import { createLogger } from './logger.js';
@@ -34,6 +34,8 @@ import { createWebSocketForwarder } from './websocket.js';
 export interface AppDeps {
   readonly logger?: Logger;
   readonly registry?: Registry;
+  /** Renders a scrape; in a cluster worker, the primary's sum over all workers. */
+  readonly render?: (openMetrics: boolean) => Promise<Rendered>;
 }
 
 export interface ListeningAddress {
@@ -117,7 +119,7 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   const protect = (handler: Handler): Handler =>
     config.metricsToken === undefined ? handler : requireToken(createBearerCheck(config.metricsToken), handler);
   const ownRoutes = new Map<string, Handler>([
-    [config.metricsPath, protect(createMetricsEndpoint(registry, metrics, logger))],
+    [config.metricsPath, protect(createMetricsEndpoint(registry, metrics, logger, deps.render))],
     [routesPath(config.metricsPath), protect(createRoutesEndpoint(metrics))],
     [HEALTH_PATH, health.serveLiveness],
     [READY_PATH, health.serveReadiness],

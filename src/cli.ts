@@ -2,10 +2,12 @@
  * The command line: commander → raw strings → resolveConfig → app. The only
  * module that touches `process` (signals); `main` returns the exit code.
  */
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { buildApp } from './app.js';
+import { answerCollections, createClusterRenderer, runPrimary } from './cluster.js';
 import { type Config, OPTIONS, VALUE_KEYS, defaultText, envName, resolveConfig } from './config.js';
 import { startDemoUpstream } from './demo.js';
 import { ConfigError, ProxyError } from './errors.js';
@@ -91,6 +93,19 @@ export async function main(
   env: Readonly<Record<string, string | undefined>>,
   io: CliIo = { stdout: process.stdout, stderr: process.stderr },
 ): Promise<number> {
+  try {
+    return await run(argv, env, io);
+  } finally {
+    // A cluster worker's IPC channel would keep it alive: let go of it so the process can exit.
+    if (cluster.isWorker && process.connected) process.disconnect();
+  }
+}
+
+async function run(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+  io: CliIo,
+): Promise<number> {
   let config: Config;
   try {
     config = resolveConfig({ flags: parseArgs(argv, io), env });
@@ -121,6 +136,12 @@ export async function main(
 
   const logger = createLogger(config.logLevel);
   const stopOnCrash = installCrashHandlers(logger);
+  if (config.workers > 1 && cluster.isPrimary) {
+    const code = await runPrimary({ workers: config.workers, log: logger });
+    stopOnCrash();
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    return code;
+  }
   const demo = config.demo ? await startDemoUpstream() : undefined;
   const upstream = demo?.url ?? config.upstream;
   if (upstream === undefined) throw new Error('resolveConfig guarantees an upstream unless --demo');
@@ -136,7 +157,7 @@ export async function main(
   };
   let app: ReturnType<typeof buildApp>;
   try {
-    app = buildApp({ ...config, upstream, metricsToken }, { logger });
+    app = buildApp({ ...config, upstream, metricsToken }, { logger, ...(cluster.isWorker ? { render: createClusterRenderer() } : {}) });
   } catch (err) {
     return abandon(err, 2); // a bad --openapi document or route template
   }
@@ -145,6 +166,7 @@ export async function main(
   } catch (err) {
     return abandon(err, 1); // the port is taken, or the address is wrong
   }
+  if (cluster.isWorker) answerCollections(app.registry);
   if (demo !== undefined) logger.info({ upstream: upstream.href }, 'demo upstream started: try GET /api/ping');
 
   const signal = await signals.promise;

@@ -11,6 +11,7 @@ import {
   parseCount,
   parseFamilies,
   parseSecondsBuckets,
+  parseWorkers,
   parseHost,
   parseFilePath,
   parseHeaderSize,
@@ -68,6 +69,8 @@ export interface Config {
   readonly openapi: string | undefined;
   /** How many distinct inferred routes before new ones become `other`. */
   readonly maxRoutes: number;
+  /** Processes sharing the port (node:cluster); 1 = no cluster. */
+  readonly workers: number;
 }
 
 /** What the proxy itself needs: a Config whose upstream is known. */
@@ -113,6 +116,7 @@ export const DEFAULTS = Object.freeze({
   routes: Object.freeze([] as string[]),
   openapi: undefined,
   maxRoutes: 100,
+  workers: 1,
 } satisfies Config);
 
 /** The env var that carries the metrics bearer token itself (there is deliberately no flag for it). */
@@ -223,6 +227,11 @@ export const OPTIONS: { readonly [K in ValueKey]: OptionSpec<K> } = {
     flag: '--max-routes <n>',
     description: 'budget of distinct inferred routes; beyond it, new routes are recorded as "other"',
     parse: parseCount,
+  },
+  workers: {
+    flag: '--workers <n|auto>',
+    description: 'worker processes sharing the port, with metrics summed across them; auto = available cores',
+    parse: parseWorkers,
   },
 };
 

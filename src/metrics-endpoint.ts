@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
+import { type Rendered, acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
 import type { MetricsRecorder } from './metrics.js';
 import { errorBody, sendJson } from './respond.js';
 
@@ -18,8 +18,12 @@ const gzipAsync = promisify(gzip);
 /** Below this, compressing costs more than it saves. */
 const GZIP_MIN_BYTES = 1024;
 
-export function createMetricsEndpoint(registry: Registry, metrics: MetricsRecorder, log: Logger): Endpoint {
-  const render = createRenderer(registry);
+export function createMetricsEndpoint(
+  registry: Registry,
+  metrics: MetricsRecorder,
+  log: Logger,
+  render: (openMetrics: boolean) => Promise<Rendered> = createRenderer(registry),
+): Endpoint {
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') {

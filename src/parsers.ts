@@ -3,6 +3,7 @@
  * the place it came from (`--port` or `METRICS_PROXY_PORT`) and either returns
  * the typed value or throws a ConfigError whose one-line message names both.
  */
+import { availableParallelism } from 'node:os';
 import { ConfigError } from './errors.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -141,5 +142,14 @@ export function parseCount(raw: string, source: string): number {
   const text = raw.trim();
   const n = /^\d{1,6}$/.test(text) ? Number(text) : Number.NaN;
   if (!Number.isInteger(n) || n < 1 || n > 100_000) throw invalid(source, raw, 'expected a whole number from 1 to 100000');
+  return n;
+}
+
+/** `--workers`: a count from 1 to 64, or `auto` for the cores this process may use. */
+export function parseWorkers(raw: string, source: string): number {
+  const text = raw.trim().toLowerCase();
+  if (text === 'auto') return Math.max(1, availableParallelism());
+  const n = /^\d{1,2}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw invalid(source, raw, 'expected a number of workers from 1 to 64, or auto');
   return n;
 }
