@@ -42,20 +42,26 @@ function refuse(req: IncomingMessage, res: ServerResponse, refusal: Refusal): vo
   sendJson(res, refusal.status, errorBody(refusal.msg));
 }
 
+/** What every listener checks first; false when the request has been answered (or dropped) already. */
+function admit(req: IncomingMessage, res: ServerResponse, isDraining: () => boolean): boolean {
+  if (isPoisoned(req)) {
+    // Pipelined behind a request whose framing was faulty: these bytes were never a request.
+    req.socket.destroy();
+    return false;
+  }
+  const refusal = checkRequest(req);
+  if (refusal !== undefined) {
+    refuse(req, res, refusal);
+    return false;
+  }
+  if (isDraining()) res.shouldKeepAlive = false;
+  return true;
+}
+
 export function createRequestListener({ classify, http, ownRoutes, isDraining }: RouterDeps) {
   return function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const startedAt = performance.now();
-    if (isPoisoned(req)) {
-      // Pipelined behind a request whose framing was faulty: these bytes were never a request.
-      req.socket.destroy();
-      return;
-    }
-    const refusal = checkRequest(req);
-    if (refusal !== undefined) {
-      refuse(req, res, refusal);
-      return;
-    }
-    if (isDraining()) res.shouldKeepAlive = false;
+    if (!admit(req, res, isDraining)) return;
     const decision = classify(req.url ?? '');
     switch (decision.kind) {
       case 'forward':
@@ -103,16 +109,7 @@ export function createUpgradeListener({ classify, websocket }: RouterDeps) {
 /** The admin listener: only the proxy's own paths, never forwarding. */
 export function createAdminListener(ownRoutes: ReadonlyMap<string, Handler>, isDraining: () => boolean) {
   return function onAdminRequest(req: IncomingMessage, res: ServerResponse): void {
-    if (isPoisoned(req)) {
-      req.socket.destroy();
-      return;
-    }
-    const refusal = checkRequest(req);
-    if (refusal !== undefined) {
-      refuse(req, res, refusal);
-      return;
-    }
-    if (isDraining()) res.shouldKeepAlive = false;
+    if (!admit(req, res, isDraining)) return;
     const url = req.url ?? '';
     const queryAt = url.indexOf('?');
     const path = queryAt === -1 ? url : url.slice(0, queryAt);

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { BIN, LOOPBACK, ROOT, childEnv, expectOneCleanLine, runToExit, startListening } from './bin.js';
-import { httpRequest, startUpstream } from './helpers.js';
+import { httpRequest, startUpstream, until } from './helpers.js';
 
 interface Outcome {
   readonly kind: 'complete' | 'refused' | 'broken';
@@ -118,14 +118,7 @@ describe('graceful drain on SIGTERM', () => {
     const { bin, url } = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url]);
     const agent = new Agent({ keepAlive: false });
     const pending = get(`${url}/api/slow`, agent);
-    await new Promise<void>((resolve) => {
-      const check = setInterval(() => {
-        if (upstream.seen.length === 1) {
-          clearInterval(check);
-          resolve();
-        }
-      }, 5);
-    });
+    await until(() => upstream.seen.length === 1, 'the upstream to receive the request');
     process.kill(bin.pid, 'SIGTERM');
     expect(await pending).toEqual({ kind: 'complete', status: 200 });
     expect((await bin.exited).code).toBe(0);
@@ -138,14 +131,7 @@ describe('graceful drain on SIGTERM', () => {
       ...LOOPBACK, '--port', '0', '--upstream', upstream.url, '--upstream-timeout', '0', '--shutdown-timeout', '300',
     ]);
     const pending = get(`${url}/api/forever`, new Agent({ keepAlive: false }));
-    await new Promise<void>((resolve) => {
-      const check = setInterval(() => {
-        if (upstream.seen.length === 1) {
-          clearInterval(check);
-          resolve();
-        }
-      }, 5);
-    });
+    await until(() => upstream.seen.length === 1, 'the upstream to receive the request');
     process.kill(bin.pid, 'SIGTERM');
     expect((await bin.exited).code).toBe(0);
     expect((await pending).kind).not.toBe('complete');
