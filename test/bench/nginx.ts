@@ -1,0 +1,125 @@
+/**
+ * nginx, when the Debian package is installed: as the native reverse-proxy yardstick, and as
+ * the fast fixed-response upstream. Each instance gets a config written into its own temp
+ * directory and runs in the foreground (`daemon off`), so the bench owns it by pid.
+ * One worker process, to compare with one Node process; upstream keep-alive as a production
+ * config would have it; request bodies streamed (`proxy_request_buffering off`) like ours.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Spawned, freePort, registerTempDir, spawnProcess } from './processes.js';
+
+const CANDIDATES = ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx', '/usr/local/bin/nginx'];
+
+export interface NginxBinary {
+  readonly path: string;
+  readonly version: string;
+}
+
+export function findNginx(): NginxBinary | undefined {
+  const path = CANDIDATES.find((p) => existsSync(p));
+  if (path === undefined) return undefined;
+  // `nginx -v` writes "nginx version: nginx/1.22.1" on stderr.
+  const result = spawnSync(path, ['-v'], { encoding: 'utf8' });
+  const version = `${result.stderr ?? ''}${result.stdout ?? ''}`.trim().replace(/^nginx version: /, '');
+  return { path, version: version === '' ? 'nginx (version unknown)' : version };
+}
+
+function mainContext(dir: string, port: number, locations: string, upstreams = ''): string {
+  // As root, nginx would switch its worker to `nobody`, which cannot read the 0700 temp directory.
+  const user = process.getuid?.() === 0 ? 'user root;\n' : '';
+  return `${user}daemon off;
+master_process on;
+worker_processes 1;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'error.log')} warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${join(dir, 'client_body')};
+  proxy_temp_path ${join(dir, 'proxy')};
+  fastcgi_temp_path ${join(dir, 'fastcgi')};
+  uwsgi_temp_path ${join(dir, 'uwsgi')};
+  scgi_temp_path ${join(dir, 'scgi')};
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  client_max_body_size 0;
+${upstreams}  server {
+    listen 127.0.0.1:${port} backlog=4096;
+${locations}
+  }
+}
+`;
+}
+
+/** nginx as a reverse proxy: /api/ws to `wsUpstream` with the Upgrade handshake, the rest to `httpUpstream`. */
+export function proxyConfig(dir: string, port: number, httpUpstream: URL, wsUpstream: URL): string {
+  const locations = `    location /api/ws {
+      proxy_pass http://wsbackend;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_read_timeout 3600s;
+    }
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_max_temp_file_size 0;
+    }`;
+  const upstreams = `  upstream backend { server ${httpUpstream.host}; keepalive 256; keepalive_requests 1000000; keepalive_timeout 4s; }
+  upstream wsbackend { server ${wsUpstream.host}; }
+`;
+  return mainContext(dir, port, locations, upstreams);
+}
+
+/** nginx as the fixed-response upstream (same paths and bodies as upstream.mjs, HTTP only). */
+export function upstreamConfig(dir: string, port: number): string {
+  const locations = `    location = /api/small { default_type application/json; return 200 '{"message":"hello world"}'; }
+    location = /api/16k { default_type application/octet-stream; alias ${join(dir, '16k.bin')}; }
+    location = /api/sink { default_type application/json; return 200 '{"ok":true}'; }
+    location / { return 404; }`;
+  return mainContext(dir, port, locations);
+}
+
+export interface NginxProcess extends Spawned {
+  readonly url: string;
+}
+
+/** Writes the config made by `config(dir, port)` into a fresh temp dir and starts nginx on a free port. */
+export async function startNginx(
+  binary: NginxBinary,
+  config: (dir: string, port: number) => string,
+  files: Record<string, Buffer> = {},
+): Promise<NginxProcess> {
+  const dir = await mkdtemp(join(tmpdir(), 'mp-bench-nginx-'));
+  const forget = registerTempDir(dir);
+  const port = await freePort();
+  await writeFile(join(dir, 'nginx.conf'), config(dir, port));
+  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
+  let spawned: Spawned;
+  try {
+    spawned = await spawnProcess(binary.path, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], {
+      cwd: dir,
+      listeningLines: 0,
+      readyPort: port,
+    });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    forget();
+    throw err;
+  }
+  return {
+    ...spawned,
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      await spawned.stop();
+      await rm(dir, { recursive: true, force: true });
+      forget();
+    },
+  };
+}
