@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
+import type { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type Proxy, type Upstream, echoHandler, httpRequest, rawExchange, sampleValue, startProxy, startUpstream } from './helpers.js';
 
@@ -176,18 +177,7 @@ describe('streaming', () => {
         res.writeHead(200, { 'x-upload-sha256': hash.digest('hex'), 'x-upload-bytes': String(bytes) });
         // then a download of the same size, generated chunk by chunk
         const chunk = Buffer.alloc(1024 * 1024, 7);
-        let left = size / chunk.length;
-        const pump = (): void => {
-          while (left > 0) {
-            left--;
-            if (!res.write(chunk)) {
-              res.once('drain', pump);
-              return;
-            }
-          }
-          res.end();
-        };
-        pump();
+        writeRepeated(res, chunk, size / chunk.length);
       });
     });
     onTestFinished(upstream.close);
@@ -210,18 +200,7 @@ describe('streaming', () => {
         res.on('error', reject);
       });
       req.on('error', reject);
-      let left = size / chunk.length;
-      const pump = (): void => {
-        while (left > 0) {
-          left--;
-          if (!req.write(chunk)) {
-            req.once('drain', pump);
-            return;
-          }
-        }
-        req.end();
-      };
-      pump();
+      writeRepeated(req, chunk, size / chunk.length);
     });
     expect(result.headers['x-upload-bytes']).toBe(String(size));
     expect(result.headers['x-upload-sha256']).toBe(expected.digest('hex'));
@@ -232,3 +211,19 @@ describe('streaming', () => {
     expect(sampleValue(await proxy.metrics(), 'apiCount', { method: 'POST' })).toBe(1);
   });
 });
+
+/** Writes `chunk` `times` times with backpressure, then ends the stream. */
+function writeRepeated(stream: Writable, chunk: Buffer, times: number): void {
+  let left = times;
+  const pump = (): void => {
+    while (left > 0) {
+      left--;
+      if (!stream.write(chunk)) {
+        stream.once('drain', pump);
+        return;
+      }
+    }
+    stream.end();
+  };
+  pump();
+}
