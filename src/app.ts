@@ -9,9 +9,9 @@ import { isIP } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { createBearerCheck } from './bearer.js';
-import { type Rendered, createExemplarRegistry } from './exposition.js';
+import type { Rendered } from './exposition.js';
 import type { ProxyConfig } from './config.js';
 import { HEALTH_PATH, READY_PATH, createHealth } from './health.js';
 import { createLogger } from './logger.js';
@@ -95,7 +95,7 @@ function requireToken(check: (req: Parameters<Handler>[0]) => boolean, handler: 
 }
 
 export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
-  const registry = deps.registry ?? createExemplarRegistry();
+  const registry = deps.registry ?? new Registry();
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics = createMetrics(registry, {
     families: config.metricFamilies,

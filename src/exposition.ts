@@ -1,11 +1,10 @@
 /**
  * Rendering the registry for a scrape: Prometheus text 0.0.4 by default,
  * OpenMetrics (with exemplars) when the scraper asks for it, one render at a
- * time. prom-client fixes the format per registry, insists on OpenMetrics for
- * a registry holding exemplars, and renames counters (`x_total` → `x`) while
- * rendering OpenMetrics. So each render sets the format it needs and puts the
- * registry (and the counter names) back as they were, serialised so that no
- * render ever sees another's state.
+ * time. Our families write their own text; prom-client's process metrics go
+ * through its formatter, which fixes the format per registry and renames
+ * counters (`x_total` → `x`) while rendering OpenMetrics, so each render sets
+ * what it needs and puts the registry back as it was.
  */
 import { Registry } from 'prom-client';
 
@@ -45,54 +44,65 @@ export function acceptsGzip(acceptEncoding: string | undefined): boolean {
   return mediaRanges(acceptEncoding).some((range) => (range.type === 'gzip' || range.type === 'x-gzip') && range.q > 0);
 }
 
+/** Our own families (metric-families.ts) write their exposition themselves, from label text built once. */
+interface SelfRendering {
+  render(openMetrics: boolean): string;
+}
+
+function rendersItself(metric: unknown): metric is SelfRendering {
+  return typeof (metric as Partial<SelfRendering>).render === 'function';
+}
+
+/** What prom-client's own metrics (the process and Node.js defaults) need from their registry to render. */
+interface NativeRendering {
+  readonly contentType: string;
+  setContentType(type: string): void;
+  getMetricsAsString(metric: unknown): Promise<string>;
+}
+
 type Named = { name: string; type?: string };
 
 /**
- * OpenMetrics gives every counter sample a `_total` suffix, so a scraper that stores OpenMetrics
- * would file the recipe's `apiCount` as `apiCount_total` and break every query written for it.
- * Counters whose names do not end in `_total` are therefore typed `unknown` in OpenMetrics, which
- * keeps their series names exactly as in the text format.
+ * The registry's metrics, in the order registered. Our families render themselves; prom-client's
+ * own metrics go through its formatter, for which the registry is switched to the wanted format and
+ * (in OpenMetrics, as prom-client's metrics() does) counter names lose `_total`, both put back after.
  */
-export function keepUnsuffixedCounterNames(body: string, counterNames: readonly string[]): string {
-  let out = body;
-  for (const name of counterNames) {
-    if (name.endsWith('_total')) continue;
-    out = out
-      .replace(`\n# TYPE ${name} counter\n`, `\n# TYPE ${name} unknown\n`)
-      .replaceAll(`\n${name}_total{`, `\n${name}{`)
-      .replaceAll(`\n${name}_total `, `\n${name} `);
+async function renderRegistry(registry: Registry, openMetrics: boolean): Promise<string> {
+  const native = registry as unknown as NativeRendering;
+  const resting = native.contentType;
+  const wanted = openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE;
+  const parts: string[] = [];
+  native.setContentType(wanted);
+  try {
+    for (const metric of registry.getMetricsAsArray()) {
+      if (rendersItself(metric)) {
+        parts.push(metric.render(openMetrics));
+        continue;
+      }
+      const named = metric as unknown as Named;
+      const name = named.name;
+      if (openMetrics && named.type === 'counter' && name.endsWith('_total')) named.name = name.slice(0, -'_total'.length);
+      try {
+        parts.push(await native.getMetricsAsString(metric));
+      } finally {
+        named.name = name;
+      }
+    }
+  } finally {
+    native.setContentType(resting);
   }
-  return out;
-}
-type Switchable = { readonly contentType: string; setContentType(type: string): void };
-
-/** Registries holding exemplars must be created in OpenMetrics mode; text renders switch per scrape. */
-export function createExemplarRegistry(): Registry {
-  const OpenMetricsRegistry = Registry as unknown as new (contentType: string) => Registry;
-  return new OpenMetricsRegistry(Registry.OPENMETRICS_CONTENT_TYPE);
+  return openMetrics ? `${parts.join('\n')}\n# EOF\n` : `${parts.join('\n\n')}\n`;
 }
 
 export function createRenderer(registry: Registry): (openMetrics: boolean) => Promise<Rendered> {
-  const switchable = registry as unknown as Switchable;
   let queue: Promise<unknown> = Promise.resolve();
 
   async function render(openMetrics: boolean): Promise<Rendered> {
-    const resting = switchable.contentType;
-    const wanted = openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE;
-    const counters = (registry.getMetricsAsArray() as unknown as Named[]).filter((m) => m.type === 'counter');
-    const names = counters.map((m) => m.name);
-    switchable.setContentType(wanted);
-    try {
-      const body = await registry.metrics();
-      return { body: openMetrics ? keepUnsuffixedCounterNames(body, names) : body, contentType: wanted };
-    } finally {
-      switchable.setContentType(resting);
-      counters.forEach((metric, i) => {
-        metric.name = names[i] as string;
-      });
-    }
+    const body = await renderRegistry(registry, openMetrics);
+    return { body, contentType: openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE };
   }
 
+  // Serialised: a render switches the registry's format while prom-client formats, and puts it back after.
   return (openMetrics) => {
     const next = queue.then(() => render(openMetrics));
     queue = next.catch(() => {});

@@ -3,7 +3,8 @@
  * `apiDuration` in milliseconds, `apiErrorCount`) plus Go's promhttp scrape
  * counter. A contract with existing dashboards: change nothing here lightly.
  */
-import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { CounterFamily, type CounterSeries, HistogramFamily, type HistogramSeries } from './metric-families.js';
 import { OTHER_METHOD, STANDARD_METHODS } from './methods.js';
 
 export type SeedErrorType = 'api' | 'ws';
@@ -14,55 +15,62 @@ export interface SeedMetrics {
 }
 
 export function createSeedMetrics(registry: Registry, bucketsMs: readonly number[]): SeedMetrics {
-  const registers = [registry];
-  const apiCount = new Counter({
+  const apiCount = new CounterFamily({
     name: 'apiCount',
     help: 'Forwarded API requests (HTTP and WebSocket handshakes), by method, whatever their outcome.',
-    labelNames: ['method'] as const,
-    registers,
+    labelNames: ['method'],
+    registry,
   });
-  const apiDuration = new Histogram({
+  const apiDuration = new HistogramFamily({
     name: 'apiDuration',
     help: "Milliseconds from a request's arrival to the end of its response or error (WebSocket: until the 101 is relayed).",
-    labelNames: ['method'] as const,
-    buckets: [...bucketsMs],
-    registers,
+    labelNames: ['method'],
+    buckets: bucketsMs,
+    registry,
   });
-  const apiErrorCount = new Counter({
+  const apiErrorCount = new CounterFamily({
     name: 'apiErrorCount',
     help: 'Failed requests: type="api" for an upstream 5xx or an unreachable upstream, type="ws" for a failed WebSocket.',
-    labelNames: ['type'] as const,
-    registers,
+    labelNames: ['type'],
+    registry,
   });
   // Series that must exist before anything happens, so rate() and alerts see a 0, not an absence.
-  for (const type of ['api', 'ws'] as const) apiErrorCount.inc({ type }, 0);
+  const errors: Record<SeedErrorType, CounterSeries> = { api: apiErrorCount.series('api'), ws: apiErrorCount.series('ws') };
 
-  // Label objects built once and reused: the hot path allocates none.
-  const methodLabels = new Map<string, { method: string }>();
-  for (const method of [...STANDARD_METHODS, OTHER_METHOD]) methodLabels.set(method, Object.freeze({ method }));
-  const otherLabels = methodLabels.get(OTHER_METHOD) as { method: string };
-  const errorLabels = { api: Object.freeze({ type: 'api' }), ws: Object.freeze({ type: 'ws' }) } as const;
+  // The series of each method, looked up on first use and kept: the hot path allocates nothing.
+  const byMethod = new Map<string, { count: CounterSeries; duration: HistogramSeries }>();
+  const slotOf = (method: string) => {
+    let slot = byMethod.get(method);
+    if (slot === undefined) {
+      slot = { count: apiCount.series(method), duration: apiDuration.series(method) };
+      byMethod.set(method, slot);
+    }
+    return slot;
+  };
+  const known = new Set<string>(STANDARD_METHODS);
 
   return {
     recordRequest(method, durationMs) {
-      const labels = (method !== undefined && methodLabels.get(method)) || otherLabels;
-      apiCount.inc(labels);
-      apiDuration.observe(labels, Number.isFinite(durationMs) && durationMs >= 0 ? durationMs : 0);
+      const slot = slotOf(method !== undefined && known.has(method) ? method : OTHER_METHOD);
+      slot.count.value += 1;
+      apiDuration.observe(slot.duration, durationMs);
     },
     recordError(type) {
-      apiErrorCount.inc(errorLabels[type]);
+      errors[type].value += 1;
     },
   };
 }
 
 /** Go's promhttp_metric_handler_requests_total: scrapes of the metrics path by HTTP status. */
 export function createScrapeCounter(registry: Registry): (statusCode: number) => void {
-  const scrapes = new Counter({
+  const scrapes = new CounterFamily({
     name: 'promhttp_metric_handler_requests_total',
     help: 'Total number of scrapes by HTTP status code.',
-    labelNames: ['code'] as const,
-    registers: [registry],
+    labelNames: ['code'],
+    registry,
   });
-  for (const code of ['200', '500', '503']) scrapes.inc({ code }, 0);
-  return (statusCode) => scrapes.inc({ code: String(statusCode) });
+  for (const code of ['200', '500', '503']) scrapes.series(code);
+  return (statusCode) => {
+    scrapes.series(String(statusCode)).value += 1;
+  };
 }

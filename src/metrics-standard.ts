@@ -5,7 +5,8 @@
  * codes (100–599), routes (the route table's budget), error types (a fixed
  * list or a 5xx status) and close codes (registered codes or `other`).
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { CounterFamily, type CounterSeries, GaugeFamily, HistogramFamily, type HistogramSeries } from './metric-families.js';
 import { STANDARD_METHODS } from './methods.js';
 import type { UpstreamFailureKind } from './upstream-errors.js';
 
@@ -55,120 +56,154 @@ function otelMethod(method: string | undefined): string {
   return method !== undefined && KNOWN_METHODS.has(method) ? method : OTEL_OTHER_METHOD;
 }
 
+/** The series one (method, route) pair writes to, found once and kept. */
+interface RouteSlot {
+  readonly requestSize: HistogramSeries;
+  readonly responseSize: HistogramSeries;
+  /** Duration series by status (success) or `status error_type`. */
+  readonly durations: Map<number | string, HistogramSeries>;
+}
+
+interface MethodSlot {
+  readonly active: CounterSeries;
+  readonly routes: Map<string, RouteSlot>;
+}
+
 export function createStandardMetrics(registry: Registry, durationBuckets: readonly number[]): StandardMetrics {
-  const registers = [registry];
-  const duration = new Histogram({
+  const duration = new HistogramFamily({
     name: 'http_server_request_duration_seconds',
     help: 'Duration of HTTP server requests (WebSocket: the handshake), from arrival to the end of the response or error.',
-    labelNames: ['http_request_method', 'http_response_status_code', 'http_route', 'error_type'] as const,
-    buckets: [...durationBuckets],
-    enableExemplars: true,
-    registers,
+    labelNames: ['http_request_method', 'http_response_status_code', 'http_route', 'error_type'],
+    buckets: durationBuckets,
+    registry,
   });
-  const active = new Gauge({
+  const active = new GaugeFamily({
     name: 'http_server_active_requests',
     help: 'Number of HTTP requests being forwarded right now.',
-    labelNames: ['http_request_method'] as const,
-    registers,
+    labelNames: ['http_request_method'],
+    registry,
   });
-  const requestSize = new Histogram({
+  const requestSize = new HistogramFamily({
     name: 'http_server_request_body_size_bytes',
     help: 'Size of HTTP request bodies forwarded to the upstream.',
-    labelNames: ['http_request_method', 'http_route'] as const,
+    labelNames: ['http_request_method', 'http_route'],
     buckets: BODY_SIZE_BUCKETS,
-    registers,
+    registry,
   });
-  const responseSize = new Histogram({
+  const responseSize = new HistogramFamily({
     name: 'http_server_response_body_size_bytes',
     help: 'Size of HTTP response bodies relayed to clients.',
-    labelNames: ['http_request_method', 'http_route'] as const,
+    labelNames: ['http_request_method', 'http_route'],
     buckets: BODY_SIZE_BUCKETS,
-    registers,
+    registry,
   });
-  const upstreamErrors = new Counter({
+  const upstreamErrors = new CounterFamily({
     name: 'metrics_proxy_upstream_errors_total',
     help: 'Requests the proxy answered itself because the upstream could not be reached or read, by failure type.',
-    labelNames: ['error_type'] as const,
-    registers,
+    labelNames: ['error_type'],
+    registry,
   });
-  const overflow = new Counter({
+  const overflow = new CounterFamily({
     name: 'metrics_proxy_routes_overflow_total',
     help: 'Requests recorded as http_route="other" because the route budget (--max-routes) was full.',
-    registers,
-  });
-  const sessions = new Gauge({
+    registry,
+  }).series();
+  const sessions = new GaugeFamily({
     name: 'metrics_proxy_websocket_sessions_active',
     help: 'Open WebSocket sessions.',
-    labelNames: ['http_route'] as const,
-    registers,
+    labelNames: ['http_route'],
+    registry,
   });
-  const sessionDuration = new Histogram({
+  const sessionDuration = new HistogramFamily({
     name: 'metrics_proxy_websocket_session_duration_seconds',
     help: 'Lifetime of WebSocket sessions, from the 101 to the close, by close code (1006: no close frame).',
-    labelNames: ['http_route', 'close_code'] as const,
+    labelNames: ['http_route', 'close_code'],
     buckets: SESSION_BUCKETS_SECONDS,
-    registers,
+    registry,
   });
-  const messages = new Counter({
+  const messages = new CounterFamily({
     name: 'metrics_proxy_websocket_messages_total',
     help: 'WebSocket data messages relayed, by direction (upstream: client to service).',
-    labelNames: ['http_route', 'direction'] as const,
-    registers,
+    labelNames: ['http_route', 'direction'],
+    registry,
   });
-  const messageBytes = new Counter({
+  const messageBytes = new CounterFamily({
     name: 'metrics_proxy_websocket_bytes_total',
     help: 'WebSocket message payload bytes relayed, by direction (upstream: client to service).',
-    labelNames: ['http_route', 'direction'] as const,
-    registers,
+    labelNames: ['http_route', 'direction'],
+    registry,
   });
-  for (const kind of UPSTREAM_ERROR_TYPES) upstreamErrors.inc({ error_type: kind }, 0);
-  overflow.inc(0);
+  for (const kind of UPSTREAM_ERROR_TYPES) upstreamErrors.series(kind);
 
-  const methodLabels = new Map<string, { http_request_method: string }>();
+  // Every method's in-flight gauge exists from the start; everything else is created on first use and kept.
+  const methods = new Map<string, MethodSlot>();
   for (const method of [...STANDARD_METHODS, OTEL_OTHER_METHOD]) {
-    methodLabels.set(method, Object.freeze({ http_request_method: method }));
-    active.inc(methodLabels.get(method) as { http_request_method: string }, 0);
+    methods.set(method, { active: active.series(method), routes: new Map() });
   }
-  const labelsFor = (method: string | undefined) => methodLabels.get(otelMethod(method)) as { http_request_method: string };
-  const noExemplar = Object.freeze({});
+  const otherSlot = methods.get(OTEL_OTHER_METHOD) as MethodSlot;
+  const slotOf = (method: string | undefined): MethodSlot => (method === undefined ? undefined : methods.get(method)) ?? otherSlot;
+
+  // Messages are the WebSocket hot path: their series are found once per route.
+  type MessageCounters = { readonly messages: CounterSeries; readonly bytes: CounterSeries };
+  const messageSlots = new Map<string, Record<Direction, MessageCounters>>();
+
+  function routeSlot(method: string, slot: MethodSlot, route: string): RouteSlot {
+    let found = slot.routes.get(route);
+    if (found === undefined) {
+      found = {
+        requestSize: requestSize.series(method, route),
+        responseSize: responseSize.series(method, route),
+        durations: new Map(),
+      };
+      slot.routes.set(route, found);
+    }
+    return found;
+  }
 
   return {
     requestStarted(method) {
-      active.inc(labelsFor(method));
+      slotOf(method).active.value += 1;
     },
     requestFinished(r) {
       const method = otelMethod(r.method);
-      active.dec(labelsFor(r.method));
-      duration.observe({
-        labels: {
-          http_request_method: method,
-          http_response_status_code: String(r.status),
-          http_route: r.route,
-          error_type: r.errorType,
-        },
-        value: r.durationSeconds,
-        exemplarLabels: r.trace ?? noExemplar,
-      });
-      const sizeLabels = { http_request_method: method, http_route: r.route };
-      requestSize.observe(sizeLabels, r.requestBytes);
-      responseSize.observe(sizeLabels, r.responseBytes);
+      const slot = slotOf(method);
+      slot.active.value -= 1;
+      const byRoute = routeSlot(method, slot, r.route);
+      const key = r.errorType === '' ? r.status : `${r.status} ${r.errorType}`;
+      let series = byRoute.durations.get(key);
+      if (series === undefined) {
+        series = duration.series(method, String(r.status), r.route, r.errorType);
+        byRoute.durations.set(key, series);
+      }
+      duration.observe(series, r.durationSeconds, r.trace);
+      requestSize.observe(byRoute.requestSize, r.requestBytes);
+      responseSize.observe(byRoute.responseSize, r.responseBytes);
     },
     upstreamFailed(kind) {
-      upstreamErrors.inc({ error_type: kind });
+      upstreamErrors.series(kind).value += 1;
     },
     routeOverflowed() {
-      overflow.inc();
+      overflow.value += 1;
     },
     sessionOpened(route) {
-      sessions.inc({ http_route: route });
+      sessions.series(route).value += 1;
     },
     sessionClosed(route, closeCode, durationSeconds) {
-      sessions.dec({ http_route: route });
-      sessionDuration.observe({ http_route: route, close_code: closeCode }, durationSeconds);
+      sessions.series(route).value -= 1;
+      sessionDuration.observe(sessionDuration.series(route, closeCode), durationSeconds);
     },
     sessionMessage(route, direction, payloadBytes) {
-      messages.inc({ http_route: route, direction });
-      messageBytes.inc({ http_route: route, direction }, payloadBytes);
+      let slot = messageSlots.get(route);
+      if (slot === undefined) {
+        slot = {
+          upstream: { messages: messages.series(route, 'upstream'), bytes: messageBytes.series(route, 'upstream') },
+          downstream: { messages: messages.series(route, 'downstream'), bytes: messageBytes.series(route, 'downstream') },
+        };
+        messageSlots.set(route, slot);
+      }
+      const counters = slot[direction];
+      counters.messages.value += 1;
+      counters.bytes.value += payloadBytes;
     },
   };
 }

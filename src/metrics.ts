@@ -4,7 +4,7 @@
  * keeps `http_route` bounded. Everything registers on the registry passed in,
  * never on prom-client's global one.
  */
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { type Registry, collectDefaultMetrics } from 'prom-client';
 import { type SeedErrorType, createScrapeCounter, createSeedMetrics } from './metrics-seed.js';
 import { type Direction, createStandardMetrics } from './metrics-standard.js';
 import { type RouteTable, createRouteTable } from './routes.js';
@@ -80,10 +80,6 @@ const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_r
 export function createMetrics(registry: Registry, options: MetricsOptions): MetricsRecorder {
   const seed = options.families.includes('seed') ? createSeedMetrics(registry, options.bucketsMs) : undefined;
   const recordScrape = seed !== undefined ? createScrapeCounter(registry) : noop;
-  if (options.families.includes('standard') && registry.contentType === Registry.PROMETHEUS_CONTENT_TYPE) {
-    // Exemplars need a registry in OpenMetrics mode; the renderer picks the format per scrape anyway.
-    (registry as unknown as { setContentType(type: string): void }).setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
-  }
   const standard = options.families.includes('standard')
     ? createStandardMetrics(registry, options.durationBucketsSeconds)
     : undefined;

@@ -5,13 +5,14 @@
  */
 import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
-import { createExemplarRegistry, createRenderer } from '../../src/exposition.js';
+import { Registry } from 'prom-client';
+import { createRenderer } from '../../src/exposition.js';
 import { createMetrics } from '../../src/metrics.js';
 import { DEFAULTS } from '../../src/config.js';
 import { STANDARD_METHODS } from '../../src/methods.js';
 
 const [routes = 100, methods = STANDARD_METHODS.length, statuses = 10] = process.argv.slice(2).map(Number);
-const registry = createExemplarRegistry();
+const registry = new Registry();
 const metrics = createMetrics(registry, {
   families: ['seed', 'standard'],
   bucketsMs: DEFAULTS.bucketsMs,
