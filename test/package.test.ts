@@ -289,6 +289,9 @@ describe('npx from the tarball, in an empty project', () => {
     const { stdout, stderr } = await run('npx', ['--yes=false', 'metrics-proxy', '--version'], { ...npmOptions, cwd: consumerDir, timeout: 30_000 });
     expect(stdout).toBe(`${pkg.version}\n`);
     expect(stderr).toBe('');
+    const help = await run('npx', ['--yes=false', 'metrics-proxy', '--help'], { ...npmOptions, cwd: consumerDir, timeout: 30_000 });
+    expect(help.stdout).toContain('--upstream');
+    expect(help.stderr).toBe('');
   });
 
   it('the installed bin proxies a real request and counts it', async () => {
