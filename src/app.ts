@@ -19,6 +19,7 @@ import { createMetrics } from './metrics.js';
 import { createMetricsEndpoint, createRoutesEndpoint } from './metrics-endpoint.js';
 import { loadOpenApiTemplates } from './openapi.js';
 import { createPathClassifier } from './paths.js';
+import { createStatusRoutes } from './status.js';
 import { blameIdle, createHttpForwarder } from './proxy.js';
 import {
   type Handler,
@@ -124,6 +125,12 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
     [HEALTH_PATH, health.serveLiveness],
     [READY_PATH, health.serveReadiness],
   ]);
+  // The live status page (public: static, no data) and its JSON (behind the token); paths already taken win.
+  const statusRoutes = createStatusRoutes({
+    registry, health, openWebSockets: websocket.openSessions, upstream: config.upstream, log: logger, protect,
+    apiPrefix: config.apiPrefix, metricsPath: config.metricsPath, adminListener: config.metricsPort !== undefined,
+  });
+  for (const [path, handler] of statusRoutes) if (!ownRoutes.has(path)) ownRoutes.set(path, handler);
   const separateAdmin = config.metricsPort !== undefined;
   // With an admin port the main port still reserves the metrics path (404, never forwarded) but answers nothing itself.
   const routerDeps = {

@@ -29,9 +29,11 @@ export interface Health {
   readonly draining: boolean;
   serveLiveness(req: IncomingMessage, res: ServerResponse): void;
   serveReadiness(req: IncomingMessage, res: ServerResponse): void;
+  /** The upstream check behind /readyz (the same cached result), draining aside; for the status page. */
+  checkUpstream(): Promise<CheckResult>;
 }
 
-type CheckResult = { readonly ok: true } | { readonly ok: false; readonly msg: string };
+export type CheckResult = { readonly ok: true } | { readonly ok: false; readonly msg: string };
 
 function upstreamPort(upstream: URL): number {
   return upstream.port !== '' ? Number(upstream.port) : upstream.protocol === 'https:' ? 443 : 80;
@@ -93,6 +95,7 @@ export function createHealth(options: HealthOptions): Health {
     startDraining() {
       draining = true;
     },
+    checkUpstream: check,
     serveLiveness(_req, res) {
       sendJson(res, 200, { ok: true });
     },
