@@ -161,6 +161,7 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
     websocket.closeAll();
     await closing;
     if (adminServer !== undefined) await closeServer(adminServer, 1_000);
+    guard.close();
     proxy.close();
     agent.destroy();
   }

@@ -11,19 +11,38 @@ const RESPONSE_ONLY = ['proxy-authenticate'] as const;
 /** Framing headers stay even when a peer lists them in `Connection`, or the body would be misread. */
 const NEVER_STRIP = new Set(['transfer-encoding', 'content-length', 'host']);
 
-function stripListedInConnection(headers: IncomingHttpHeaders): void {
+/** Removes a header, or (for a response, whose headers http-proxy copies skipping undefined) blanks it. */
+type Remove = (headers: IncomingHttpHeaders, name: string) => void;
+
+const deleteHeader: Remove = (headers, name) => {
+  // Checked first: deleting a property that is there turns the object into a slow dictionary.
+  if (headers[name] !== undefined) delete headers[name];
+};
+
+const blankHeader: Remove = (headers, name) => {
+  if (headers[name] !== undefined) headers[name] = undefined;
+};
+
+function stripListedInConnection(headers: IncomingHttpHeaders, remove: Remove): void {
   const connection = headers.connection;
   if (connection === undefined) return;
-  for (const token of String(connection).split(',')) {
+  const value = String(connection);
+  // The usual `keep-alive` and `close` list no other header: skip the split.
+  if (value.indexOf(',') === -1) {
+    const name = value.trim().toLowerCase();
+    if (name !== '' && !NEVER_STRIP.has(name)) remove(headers, name);
+    return;
+  }
+  for (const token of value.split(',')) {
     const name = token.trim().toLowerCase();
-    if (name !== '' && !NEVER_STRIP.has(name)) delete headers[name];
+    if (name !== '' && !NEVER_STRIP.has(name)) remove(headers, name);
   }
 }
 
-function stripHopByHop(headers: IncomingHttpHeaders, extra: readonly string[]): void {
-  stripListedInConnection(headers);
-  for (const name of HOP_BY_HOP) delete headers[name];
-  for (const name of extra) delete headers[name];
+function stripHopByHop(headers: IncomingHttpHeaders, extra: readonly string[], remove: Remove): void {
+  stripListedInConnection(headers, remove);
+  for (const name of HOP_BY_HOP) remove(headers, name);
+  for (const name of extra) remove(headers, name);
 }
 
 /**
@@ -36,8 +55,8 @@ function stripHopByHop(headers: IncomingHttpHeaders, extra: readonly string[]): 
 export function prepareRequestHeaders(req: IncomingMessage, upgrade: boolean): void {
   const headers = req.headers;
   const upgradeTo = headers.upgrade;
-  stripHopByHop(headers, REQUEST_ONLY);
-  delete headers.expect;
+  stripHopByHop(headers, REQUEST_ONLY, deleteHeader);
+  deleteHeader(headers, 'expect');
   if (upgrade && upgradeTo !== undefined) {
     headers.connection = 'Upgrade';
     headers.upgrade = upgradeTo;
@@ -49,7 +68,11 @@ export function prepareRequestHeaders(req: IncomingMessage, upgrade: boolean): v
   if (!headers['x-forwarded-host'] && headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
 }
 
-/** Removes hop-by-hop headers from an upstream response before it is relayed. */
+/**
+ * Removes hop-by-hop headers from an upstream response before it is relayed. They are set to
+ * undefined rather than deleted: http-proxy skips undefined headers when it copies them, and the
+ * object stays fast for that copy.
+ */
 export function prepareResponseHeaders(headers: IncomingHttpHeaders): void {
-  stripHopByHop(headers, RESPONSE_ONLY);
+  stripHopByHop(headers, RESPONSE_ONLY, blankHeader);
 }

@@ -1,12 +1,21 @@
 /**
- * Timers on an upstream request, owned by us rather than http-proxy (whose
+ * Timers on upstream requests, owned by us rather than http-proxy (whose
  * `proxyTimeout` surfaces as an ECONNRESET indistinguishable from a real
  * reset). Each fires by destroying the request with an UpstreamTimeoutError,
  * which http-proxy hands to our error callback (→ 504 before the response
  * started, a broken connection after); a destroyed socket is never reused.
+ *
+ * The response and idle timeouts cost the hot path nothing but a Set entry:
+ * one sweep per app walks the requests in flight a few times per timeout
+ * period, instead of arming and clearing timers and socket timeouts (and
+ * their listeners) on every request. The sweep runs four times per shortest
+ * period (at most once a second), so a timeout fires at most two sweeps after
+ * it is due. A new connection, which is
+ * rare behind a keep-alive agent, gets a precise connect timer of its own.
  */
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { type UpstreamTimeoutCode, UpstreamTimeoutError } from './errors.js';
 
 export interface UpstreamTimeouts {
@@ -18,86 +27,118 @@ export interface UpstreamTimeouts {
   readonly idleMs: number;
 }
 
-interface Timers {
-  connect: NodeJS.Timeout | undefined;
-  response: NodeJS.Timeout | undefined;
-}
-
-const TIMERS = Symbol('metrics-proxy.upstream-timers');
-type GuardedRequest = ClientRequest & { [TIMERS]?: Timers };
-
-function fail(proxyReq: ClientRequest, code: UpstreamTimeoutCode, ms: number): void {
-  if (!proxyReq.destroyed) proxyReq.destroy(new UpstreamTimeoutError(code, ms));
-}
-
-function clearTimers(this: GuardedRequest): void {
-  const timers = this[TIMERS];
-  if (timers === undefined) return;
-  if (timers.connect !== undefined) clearTimeout(timers.connect);
-  if (timers.response !== undefined) clearTimeout(timers.response);
-  timers.connect = undefined;
-  timers.response = undefined;
-}
-
-function clearConnectTimer(proxyReq: GuardedRequest): void {
-  const timers = proxyReq[TIMERS];
-  if (timers?.connect !== undefined) {
-    clearTimeout(timers.connect);
-    timers.connect = undefined;
-  }
-}
-
-function clearResponseTimer(this: GuardedRequest): void {
-  const timers = this[TIMERS];
-  if (timers?.response !== undefined) {
-    clearTimeout(timers.response);
-    timers.response = undefined;
-  }
-}
-
 /**
  * Whose silence an idle timeout caught: when the client stalls (its upload stopped, or it stopped
  * reading), the upstream socket goes quiet too, but the upstream is not at fault.
  */
 export type IdleBlame = (proxyReq: ClientRequest) => 'client' | 'upstream';
 
-export function createTimeoutGuard(timeouts: UpstreamTimeouts, blameIdle: IdleBlame = () => 'upstream') {
-  const { connectMs, responseMs, idleMs } = timeouts;
-  const onConnectTimeout = (proxyReq: ClientRequest): void => fail(proxyReq, 'MP_ERR_CONNECT_TIMEOUT', connectMs);
-  const onResponseTimeout = (proxyReq: ClientRequest): void => fail(proxyReq, 'MP_ERR_RESPONSE_TIMEOUT', responseMs);
-  function onIdle(this: ClientRequest): void {
-    fail(this, blameIdle(this) === 'client' ? 'MP_ERR_CLIENT_IDLE' : 'MP_ERR_IDLE_TIMEOUT', idleMs);
-  }
-
-  function armResponseTimer(proxyReq: GuardedRequest): void {
-    const timers = proxyReq[TIMERS];
-    if (timers === undefined || proxyReq.destroyed || timers.response !== undefined) return;
-    timers.response = setTimeout(onResponseTimeout, responseMs, proxyReq);
-  }
-
+export interface TimeoutGuard {
   /**
    * Call once the request has its socket (http-proxy's 'proxyReq'/'proxyReqWs' events).
    * `clientReq` is the request whose body is still arriving, if any: the response clock starts at its end.
    */
-  return function guard(proxyReq: ClientRequest, clientReq?: IncomingMessage): void {
-    const guarded = proxyReq as GuardedRequest;
-    const timers: Timers = { connect: undefined, response: undefined };
-    guarded[TIMERS] = timers;
-    guarded.once('close', clearTimers);
+  (proxyReq: ClientRequest, clientReq?: IncomingMessage): void;
+  /** Stops the sweep (the app is closing). */
+  close(): void;
+}
 
+/** ClientRequest fields Node sets once the upstream has answered (headers, or a 101/CONNECT). */
+type Answerable = ClientRequest & { res?: IncomingMessage | null; upgradeOrConnect?: boolean };
+
+interface Watched {
+  readonly proxyReq: Answerable;
+  /** performance.now() by which response headers must have come; Infinity until the upload has ended. */
+  responseDue: number;
+  /** Upstream socket bytes (read + written) at the last sweep, and when they last changed. */
+  lastBytes: number;
+  lastActiveAt: number;
+}
+
+const WATCHED = Symbol('metrics-proxy.upstream-watch');
+type GuardedRequest = Answerable & { [WATCHED]?: Watched };
+
+const MAX_SWEEP_MS = 1_000;
+const MIN_SWEEP_MS = 5;
+
+function fail(proxyReq: ClientRequest, code: UpstreamTimeoutCode, ms: number): void {
+  if (!proxyReq.destroyed) proxyReq.destroy(new UpstreamTimeoutError(code, ms));
+}
+
+function socketBytes(socket: Socket | null): number {
+  if (socket === null) return 0;
+  return socket.bytesRead + (socket.bytesWritten ?? 0);
+}
+
+export function createTimeoutGuard(timeouts: UpstreamTimeouts, blameIdle: IdleBlame = () => 'upstream'): TimeoutGuard {
+  const { connectMs, responseMs, idleMs } = timeouts;
+  const watched = new Set<Watched>();
+  const periods = [responseMs, idleMs].filter((ms) => ms > 0);
+  const sweepMs = Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, ...periods.map((ms) => Math.floor(ms / 4))));
+  let sweeper: NodeJS.Timeout | undefined;
+
+  function sweep(): void {
+    const now = performance.now();
+    for (const entry of watched) {
+      const { proxyReq } = entry;
+      if (proxyReq.destroyed || proxyReq.upgradeOrConnect === true) {
+        // Gone, or upgraded: an open WebSocket has an idle timeout of its own.
+        watched.delete(entry);
+        continue;
+      }
+      const answered = proxyReq.res !== undefined && proxyReq.res !== null;
+      if (!answered && now >= entry.responseDue) {
+        fail(proxyReq, 'MP_ERR_RESPONSE_TIMEOUT', responseMs);
+        continue;
+      }
+      if (idleMs === 0) continue;
+      const bytes = socketBytes(proxyReq.socket);
+      if (bytes !== entry.lastBytes) {
+        entry.lastBytes = bytes;
+        entry.lastActiveAt = now;
+      } else if (now - entry.lastActiveAt >= idleMs) {
+        fail(proxyReq, blameIdle(proxyReq) === 'client' ? 'MP_ERR_CLIENT_IDLE' : 'MP_ERR_IDLE_TIMEOUT', idleMs);
+      }
+    }
+  }
+
+  function forget(this: GuardedRequest): void {
+    const entry = this[WATCHED];
+    if (entry !== undefined) watched.delete(entry);
+  }
+
+  function watchConnect(proxyReq: ClientRequest): void {
     const socket = proxyReq.socket as (Socket & { encrypted?: boolean }) | null;
-    if (socket !== null && socket.connecting && connectMs > 0) {
-      timers.connect = setTimeout(onConnectTimeout, connectMs, proxyReq);
-      // TLS counts as part of connecting: wait for the handshake, not just TCP.
-      socket.once(socket.encrypted === true ? 'secureConnect' : 'connect', () => clearConnectTimer(guarded));
-    }
+    if (socket === null || !socket.connecting || connectMs <= 0) return;
+    const timer = setTimeout(fail, connectMs, proxyReq, 'MP_ERR_CONNECT_TIMEOUT', connectMs);
+    const clear = (): void => clearTimeout(timer);
+    // TLS counts as part of connecting: wait for the handshake, not just TCP.
+    socket.once(socket.encrypted === true ? 'secureConnect' : 'connect', clear);
+    proxyReq.once('close', clear);
+  }
+
+  const guard = function guard(proxyReq: ClientRequest, clientReq?: IncomingMessage): void {
+    watchConnect(proxyReq);
+    if (periods.length === 0) return;
+    const now = performance.now();
+    const entry: Watched = { proxyReq, responseDue: Infinity, lastBytes: -1, lastActiveAt: now };
     if (responseMs > 0) {
-      guarded.once('response', clearResponseTimer);
-      guarded.once('upgrade', clearResponseTimer);
       // The clock starts when the client has sent everything: a long upload is not a slow upstream.
-      if (clientReq === undefined || clientReq.complete) armResponseTimer(guarded);
-      else clientReq.once('end', () => armResponseTimer(guarded));
+      if (clientReq === undefined || clientReq.complete) entry.responseDue = now + responseMs;
+      else clientReq.once('end', () => { entry.responseDue = performance.now() + responseMs; });
     }
-    if (idleMs > 0) proxyReq.setTimeout(idleMs, onIdle);
+    (proxyReq as GuardedRequest)[WATCHED] = entry;
+    proxyReq.once('close', forget);
+    watched.add(entry);
+    if (sweeper === undefined) {
+      sweeper = setInterval(sweep, sweepMs);
+      sweeper.unref();
+    }
+  } as TimeoutGuard;
+  guard.close = () => {
+    if (sweeper !== undefined) clearInterval(sweeper);
+    sweeper = undefined;
+    watched.clear();
   };
+  return guard;
 }

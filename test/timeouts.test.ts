@@ -191,6 +191,61 @@ describe('upstream timeouts', () => {
   });
 });
 
+describe('timeouts watched by the sweep', () => {
+  it('lets a slow but steady response outlive the idle timeout: only silence counts', async () => {
+    const upstream = await startUpstream((_req, res) => {
+      res.writeHead(200, { 'content-length': '12' });
+      let sent = 0;
+      const drip = setInterval(() => {
+        res.write('x');
+        if (++sent === 12) {
+          clearInterval(drip);
+          res.end();
+        }
+      }, 50);
+    });
+    onTestFinished(upstream.close);
+    const proxy = await proxyTo(upstream.url, { idleTimeoutMs: 200, upstreamTimeoutMs: 200 });
+    const res = await httpRequest(`${proxy.url}/api/drip`);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('x'.repeat(12));
+    expect(await apiErrors(proxy)).toBe(0);
+  });
+
+  it('does not cut a keep-alive upstream socket that waits in the pool between requests', async () => {
+    const upstream = await startUpstream((_req, res) => res.end('ok'));
+    onTestFinished(upstream.close);
+    const proxy = await proxyTo(upstream.url, { idleTimeoutMs: 100, upstreamTimeoutMs: 100 });
+    for (let i = 0; i < 3; i++) {
+      expect((await httpRequest(`${proxy.url}/api/again`)).status).toBe(200);
+      // Idle well past both timeouts with the upstream socket parked in the agent's pool.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    expect(new Set(upstream.seen.map((req) => req.socket)).size).toBe(1);
+    expect(await apiErrors(proxy)).toBe(0);
+  });
+
+  it('leaves an open WebSocket session to its own idle timeout, not the HTTP one', async () => {
+    const server = (await import('node:http')).createServer();
+    const wss = new WebSocketServer({ server });
+    wss.on('connection', (ws) => ws.on('message', (data) => ws.send(data)));
+    const running = await startServer(server);
+    onTestFinished(async () => {
+      wss.close();
+      await running.close();
+    });
+    const proxy = await proxyTo(running.url, { idleTimeoutMs: 100, upstreamTimeoutMs: 100, wsIdleTimeoutMs: 0 });
+    const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/api/quiet`);
+    onTestFinished(() => ws.terminate());
+    await new Promise((resolve) => ws.once('open', resolve));
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.send('still there');
+    const echoed = await new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));
+    expect(echoed).toBe('still there');
+  });
+});
+
 describe('websocket idle timeout', () => {
   it('closes an idle session on both sides with 1001, and leaves busy sessions alone', async () => {
     const server = (await import('node:http')).createServer();
