@@ -220,7 +220,7 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
     }
     (proxyRes as TrackedMessage)[EXCHANGE_OF] = exchange;
     proxyRes.on('data', countResponseBytes);
-    proxyRes.once('close', onUpstreamResponseClose);
+    proxyRes.on('close', onUpstreamResponseClose); // 'close' comes once: `on` spares the once-wrapper
   });
 
   // http-proxy reports a client that hung up mid-upload separately; it aborts the upstream request itself.
@@ -263,7 +263,7 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
         req.on('data', countRequestBytes);
       }
       (res as TrackedResponse)[EXCHANGE] = exchange;
-      res.once('close', onResponseClose);
+      res.on('close', onResponseClose); // 'close' comes once: `on` spares the once-wrapper
       const socket = req.socket as TrackedSocket;
       let pending = socket[PENDING];
       if (pending === undefined) {

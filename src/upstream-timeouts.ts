@@ -128,7 +128,7 @@ export function createTimeoutGuard(timeouts: UpstreamTimeouts, blameIdle: IdleBl
       else clientReq.once('end', () => { entry.responseDue = performance.now() + responseMs; });
     }
     (proxyReq as GuardedRequest)[WATCHED] = entry;
-    proxyReq.once('close', forget);
+    proxyReq.on('close', forget); // 'close' comes once: `on` spares the once-wrapper
     watched.add(entry);
     if (sweeper === undefined) {
       sweeper = setInterval(sweep, sweepMs);
