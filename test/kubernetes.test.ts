@@ -52,7 +52,7 @@ interface Resource {
 
 function load(file: string): Resource[] {
   return parseAllDocuments(readFileSync(join(DIR, file), 'utf8')).map((doc) => {
-    expect(doc.errors, `${file}: ${doc.errors.join('; ')}`).toEqual([]);
+    if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.join('; ')}`);
     return doc.toJS() as Resource;
   });
 }

@@ -41,6 +41,13 @@ const IMAGE_BUDGET_BYTES = 200e6;
 const BASE_IMAGE_BYTES = 160e6;
 const TREE_BUDGET_BYTES = (IMAGE_BUDGET_BYTES - BASE_IMAGE_BYTES) / 2;
 
+/** The context paths a stage COPYs (not those taken --from another stage). */
+function copySources(stage: Stage): string[] {
+  return argsOf(stage, 'COPY')
+    .filter((a) => !a.includes('--from='))
+    .flatMap((a) => a.split(/\s+/).filter((w) => !w.startsWith('--')).slice(0, -1));
+}
+
 const healthcheck = (() => {
   const args = argsOf(runtime, 'HEALTHCHECK')[0] ?? '';
   const cmd = /(?:^|\s)CMD\s+(\[.*\])$/.exec(args);
@@ -105,7 +112,7 @@ describe('Dockerfile contract', () => {
     for (const path of ['node_modules/pino/package.json', 'dist/cli.js', '.git/HEAD', 'test/cli.test.ts', 'x.tgz', '.env']) {
       expect(dockerignoreAllows(ignoreText, path), path).toBe(false);
     }
-    const sources = argsOf(buildStage, 'COPY').flatMap((a) => a.split(/\s+/).slice(0, -1));
+    const sources = copySources(buildStage);
     for (const source of sources) expect(dockerignoreAllows(ignoreText, source), source).toBe(true);
   });
 });
@@ -233,7 +240,7 @@ describe('the production tree the Dockerfile builds', () => {
   it('npm pack ships bin, dist and package.json only, and every packed file reaches the build stage', () => {
     expect(packedFiles).toEqual(expect.arrayContaining(['bin/metrics-proxy.js', 'dist/cli.js', 'package.json']));
     expect(packedFiles.filter((p) => p.startsWith('src/') || p.startsWith('test/') || p.endsWith('.map'))).toEqual([]);
-    const sources = argsOf(buildStage, 'COPY').flatMap((a) => a.split(/\s+/).slice(0, -1));
+    const sources = copySources(buildStage);
     // dist/ is built in the stage; everything else must be copied into it from the context.
     for (const file of packedFiles.filter((p) => !p.startsWith('dist/'))) {
       expect(sources.some((s) => file === s || file.startsWith(`${s}/`)), `${file} is packed but not copied`).toBe(true);
@@ -304,7 +311,7 @@ describe('npx from the tarball, in an empty project', () => {
 /** `docker info` succeeds only with a reachable engine; this machine has the client alone. */
 const engine = await run('docker', ['info', '--format', '{{.ServerVersion}}'], { timeout: 15_000 }).then(
   () => ({ ok: true as const, reason: '' }),
-  (err: { stderr?: string; message: string }) => ({ ok: false as const, reason: (err.stderr ?? err.message).trim().split('\n')[0] ?? '' }),
+  (err: { stderr?: string; message: string }) => ({ ok: false as const, reason: (err.stderr || err.message).trim().split('\n')[0] ?? '' }),
 );
 
 describe('docker build', () => {
