@@ -4,7 +4,7 @@
  * file and the reason.
  */
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
+import { parseYaml } from './lazy-modules.js';
 import { ConfigError } from './errors.js';
 import { parseRouteTemplate } from './routes.js';
 
@@ -34,7 +34,7 @@ export function loadOpenApiTemplates(file: string, apiPrefix: string): string[] 
   let doc: unknown;
   try {
     // JSON is YAML too, but JSON.parse gives the clearer message for a .json file.
-    doc = /\.json$/i.test(file) ? JSON.parse(text) : parse(text, { logLevel: 'error' });
+    doc = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text, { logLevel: 'error' });
   } catch (err) {
     throw fail(`not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${firstLine(err)}`);
   }
