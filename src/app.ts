@@ -16,6 +16,7 @@ import type { ProxyConfig } from './config.js';
 import { HEALTH_PATH, READY_PATH, createHealth } from './health.js';
 import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
+import { withAccessLog } from './access-log.js';
 import { createMetricsEndpoint, createRoutesEndpoint } from './metrics-endpoint.js';
 import { loadOpenApiTemplates } from './openapi.js';
 import { createPathClassifier } from './paths.js';
@@ -98,7 +99,7 @@ function requireToken(check: (req: Parameters<Handler>[0]) => boolean, handler: 
 export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   const registry = deps.registry ?? new Registry();
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const metrics = createMetrics(registry, {
+  const recorder = createMetrics(registry, {
     families: config.metricFamilies,
     bucketsMs: config.bucketsMs,
     durationBucketsSeconds: config.durationBucketsSeconds,
@@ -106,7 +107,10 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
     routeTemplates: config.routes,
     openapiTemplates: config.openapi === undefined ? [] : loadOpenApiTemplates(config.openapi, config.apiPrefix),
     maxRoutes: config.maxRoutes,
+    sloObjective: config.slo,
   });
+  // --access-log decorates the recorder; when off, nothing is added to the hot path.
+  const metrics = config.accessLog ? withAccessLog(recorder, logger) : recorder;
   const health = createHealth({ upstream: config.upstream, readyPath: config.readyPath, timeoutMs: config.connectTimeoutMs });
   const isDraining = (): boolean => health.draining;
   const agent = createUpstreamAgent(config.upstream);

@@ -1,17 +1,19 @@
 /**
- * The command line: commander → raw strings → resolveConfig → app. The only
- * module that touches `process` (signals); `main` returns the exit code.
+ * The command line: commander → raw strings (+ the --config file) → resolveConfig
+ * → app, or → `check`. The only module that touches `process` (signals);
+ * `main` returns the exit code.
  */
 import cluster from 'node:cluster';
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
 import { buildApp } from './app.js';
+import { runCheck } from './check.js';
 import { answerCollections, createClusterRenderer, runPrimary } from './cluster.js';
-import { type Config, OPTIONS, VALUE_KEYS, defaultText, envName, resolveConfig } from './config.js';
+import { type Config, OPTIONS, VALUE_KEYS, defaultText, envName, fileKey, resolveConfig } from './config.js';
+import { CONFIG_ENV, loadConfigFile, readTokenFile } from './config-file.js';
 import { startDemoUpstream } from './demo.js';
 import { ConfigError, ProxyError } from './errors.js';
-import { createLogger } from './logger.js';
+import { createLogger, resolveLogFormat } from './logger.js';
 import type { Logger } from 'pino';
 
 export interface CliIo {
@@ -28,7 +30,16 @@ function packageVersion(): string {
 
 type RawFlags = NonNullable<Parameters<typeof resolveConfig>[0]['flags']>;
 
-function parseArgs(argv: readonly string[], io: CliIo): RawFlags {
+interface ParsedArgs {
+  /** `run` serves; `check` validates, probes the upstream and exits. */
+  readonly command: 'run' | 'check';
+  readonly flags: RawFlags;
+  /** --config, when given (METRICS_PROXY_CONFIG is looked at by the caller). */
+  readonly configPath: string | undefined;
+}
+
+function parseArgs(argv: readonly string[], io: CliIo): ParsedArgs {
+  let command: ParsedArgs['command'] = 'run';
   const program = new Command(PROGRAM)
     .description('Reverse proxy that records Prometheus request metrics for any HTTP/WebSocket upstream')
     .version(packageVersion(), '-V, --version')
@@ -39,33 +50,51 @@ function parseArgs(argv: readonly string[], io: CliIo): RawFlags {
       writeErr: (text) => io.stderr.write(text),
       outputError: () => {}, // main() prints the one-line error itself
     });
+  program.addOption(
+    new Option('--config <file>', `YAML or JSON file holding any of the options below, under their config keys (env: ${CONFIG_ENV})`),
+  );
   const keyByAttribute = new Map<string, (typeof VALUE_KEYS)[number]>();
   for (const key of VALUE_KEYS) {
     const spec = OPTIONS[key];
     const fallback = defaultText(key);
     const option = new Option(
       spec.flag,
-      `${spec.description} (env: ${envName(key)}${fallback === undefined ? '' : `, default: ${fallback}`})`,
+      `${spec.description} (env: ${envName(key)}, config: ${fileKey(key)}${fallback === undefined ? '' : `, default: ${fallback}`})`,
     );
     if (spec.repeatable === true) option.argParser((value: string, previous?: string) => (previous === undefined ? value : `${previous},${value}`));
     keyByAttribute.set(option.attributeName(), key);
     program.addOption(option);
+    // An on/off option can also be turned off from the command line, over the env and the config file.
+    if (!spec.flag.includes('<')) program.addOption(new Option(spec.flag.replace(/^--/, '--no-'), `turn ${spec.flag} off`));
   }
   program.addOption(new Option('--demo', 'start a built-in demo upstream (GET /api/ping) and proxy to it'));
   program.allowExcessArguments(true);
+  program.action(() => {
+    const stray = program.args[0];
+    if (stray !== undefined) {
+      throw new ConfigError(stray, `unexpected argument: ${JSON.stringify(stray)} (every option is a --flag; see --help)`);
+    }
+  });
+  program
+    .command('check')
+    .description('validate the configuration, print it resolved (secrets masked) as JSON, and probe the upstream; exit 0 ready, 1 unreachable, 2 invalid')
+    .addHelpText('after', `\nTakes every option of ${PROGRAM} (see ${PROGRAM} --help), before or after "check".`)
+    .allowExcessArguments(false)
+    .action(() => {
+      command = 'check';
+    });
   program.parse([...argv], { from: 'node' });
-  const stray = program.args[0];
-  if (stray !== undefined) {
-    throw new ConfigError(stray, `unexpected argument: ${JSON.stringify(stray)} (every option is a --flag; see --help)`);
-  }
 
   const flags: Record<string, string | boolean> = {};
   for (const [attribute, value] of Object.entries(program.opts())) {
     const key = keyByAttribute.get(attribute);
-    if (key !== undefined && typeof value === 'string') flags[key] = value;
+    if (key === undefined) continue;
+    // On/off options reach resolveConfig as text, like their env var, so one parser serves all layers.
+    if (typeof value === 'string' || typeof value === 'boolean') flags[key] = String(value);
   }
   if (program.opts().demo === true) flags.demo = true;
-  return flags as RawFlags;
+  const config: unknown = program.opts().config;
+  return { command, flags: flags as RawFlags, configPath: typeof config === 'string' ? config : undefined };
 }
 
 function oneLine(text: string): string {
@@ -107,8 +136,14 @@ async function run(
   io: CliIo,
 ): Promise<number> {
   let config: Config;
+  let parsed: ParsedArgs;
+  let configPath: string | undefined;
   try {
-    config = resolveConfig({ flags: parseArgs(argv, io), env });
+    parsed = parseArgs(argv, io);
+    const fromEnv = env[CONFIG_ENV];
+    configPath = parsed.configPath ?? (fromEnv === undefined || fromEnv === '' ? undefined : fromEnv);
+    const file = configPath === undefined ? undefined : loadConfigFile(configPath);
+    config = resolveConfig({ flags: parsed.flags, env, ...(file === undefined ? {} : { file }) });
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
@@ -123,18 +158,20 @@ async function run(
     }
     throw err;
   }
+  if (parsed.command === 'check') return runCheck(config, configPath, io);
 
   let metricsToken = config.metricsToken;
   if (config.metricsTokenFile !== undefined) {
     try {
-      metricsToken = readTokenFile(config.metricsTokenFile);
+      metricsToken = readTokenFile(config.metricsTokenFile, '--metrics-token-file');
     } catch (err) {
       io.stderr.write(`${PROGRAM}: ${(err as Error).message}\n`);
       return 2;
     }
   }
 
-  const logger = createLogger(config.logLevel);
+  const tty = process.stdout.isTTY === true;
+  const logger = createLogger(config.logLevel, { format: resolveLogFormat(config.logFormat, tty), colorize: tty });
   const stopOnCrash = installCrashHandlers(logger);
   if (config.workers > 1 && cluster.isPrimary) {
     const code = await runPrimary({ workers: config.workers, log: logger });
@@ -188,21 +225,6 @@ async function run(
   stopOnCrash();
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return 0;
-}
-
-function readTokenFile(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    throw new ConfigError('--metrics-token-file', `cannot read --metrics-token-file ${JSON.stringify(path)}: ${code}`);
-  }
-  const token = text.trim();
-  if (token === '' || /\s/.test(token)) {
-    throw new ConfigError('--metrics-token-file', `invalid token in --metrics-token-file ${JSON.stringify(path)}: expected one non-empty word`);
-  }
-  return token;
 }
 
 /**

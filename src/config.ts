@@ -1,12 +1,18 @@
 /**
  * Configuration: one table of options drives the CLI, the help text, the env
- * var names and the resolved, frozen Config. Precedence: defaults < env < flags.
+ * var names, the config-file keys and the resolved, frozen Config.
+ * Precedence: defaults < config file < env < flags.
  */
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { type ConfigFile, describe, fileValueToRaw } from './config-file.js';
 import { ConfigError } from './errors.js';
 import { DEFAULT_DURATION_BUCKETS_SECONDS } from './metrics-standard.js';
+import { DEFAULT_SLO_OBJECTIVE } from './metrics-slo.js';
 import {
+  type LogFormatSetting,
   type LogLevel,
   type MetricFamilyName,
+  parseBoolean,
   parseBuckets,
   parseCount,
   parseFamilies,
@@ -15,10 +21,12 @@ import {
   parseHost,
   parseFilePath,
   parseHeaderSize,
+  parseLogFormat,
   parseLogLevel,
   parseMillis,
   parsePort,
   parseRoutePath,
+  parseRatio,
   parseUpstream,
 } from './parsers.js';
 import { parseRouteTemplate } from './routes.js';
@@ -33,6 +41,12 @@ export interface Config {
   readonly metricsPath: string;
   readonly bucketsMs: readonly number[];
   readonly logLevel: LogLevel;
+  /** `auto`: human-readable when stdout is a terminal, else JSON (the CLI decides at start-up). */
+  readonly logFormat: LogFormatSetting;
+  /** One `request` log line per forwarded request; off by default (it costs on the hot path). */
+  readonly accessLog: boolean;
+  /** Availability objective, 0 < slo < 1, exposed as metrics_proxy_slo_objective_ratio. */
+  readonly slo: number;
   /** Upstream TCP/TLS connect; on expiry 504. */
   readonly connectTimeoutMs: number;
   /** From the end of the client's request to the upstream's response headers; 0 = off. */
@@ -81,10 +95,16 @@ export interface ProxyConfig extends Config {
 type ValueKey = Exclude<keyof Config, 'demo' | 'metricsToken'>;
 
 export interface OptionSpec<K extends ValueKey> {
-  /** Commander flag syntax, e.g. `--port <n>`. */
+  /** Commander flag syntax, e.g. `--port <n>`; no `<value>` for an on/off option. */
   readonly flag: string;
   /** May be given several times; the values reach `parse` joined with commas (as the env var writes them). */
   readonly repeatable?: true;
+  /** A list: in a config file, a YAML list (or a comma-separated string, as in the env var). */
+  readonly list?: true;
+  /** A file path: in a config file, relative to the config file's directory. */
+  readonly path?: true;
+  /** The config-file key when it is not the flag name in camelCase. */
+  readonly fileKey?: string;
   readonly description: string;
   readonly parse: (raw: string, source: string) => Config[K];
 }
@@ -98,6 +118,9 @@ export const DEFAULTS = Object.freeze({
   metricsPath: '/metrics',
   bucketsMs: Object.freeze([1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]),
   logLevel: 'info',
+  logFormat: 'auto',
+  accessLog: false,
+  slo: DEFAULT_SLO_OBJECTIVE,
   connectTimeoutMs: 5_000,
   upstreamTimeoutMs: 60_000,
   idleTimeoutMs: 300_000,
@@ -140,8 +163,23 @@ export const OPTIONS: { readonly [K in ValueKey]: OptionSpec<K> } = {
     description: 'path where the proxy serves its own metrics (never forwarded)',
     parse: parseRoutePath,
   },
-  bucketsMs: { flag: '--buckets <ms,...>', description: 'apiDuration bucket bounds in milliseconds', parse: parseBuckets },
+  bucketsMs: { flag: '--buckets <ms,...>', description: 'apiDuration bucket bounds in milliseconds', list: true, parse: parseBuckets },
   logLevel: { flag: '--log-level <level>', description: 'pino log level', parse: parseLogLevel },
+  logFormat: {
+    flag: '--log-format <format>',
+    description: 'json, pretty (human-readable), or auto: pretty when stdout is a terminal, else json',
+    parse: parseLogFormat,
+  },
+  accessLog: {
+    flag: '--access-log',
+    description: 'log one "request" line per forwarded request (true/false/1/0 in env and config; --no-access-log turns it off)',
+    parse: parseBoolean,
+  },
+  slo: {
+    flag: '--slo <ratio>',
+    description: 'availability objective, between 0 and 1 (exposed as metrics_proxy_slo_objective_ratio for burn-rate alerts)',
+    parse: parseRatio,
+  },
   connectTimeoutMs: {
     flag: '--connect-timeout <ms>',
     description: 'upstream TCP/TLS connect timeout; 504 on expiry',
@@ -200,27 +238,34 @@ export const OPTIONS: { readonly [K in ValueKey]: OptionSpec<K> } = {
   metricsTokenFile: {
     flag: '--metrics-token-file <file>',
     description: 'file holding a bearer token required on the metrics path (or set METRICS_PROXY_METRICS_TOKEN)',
+    path: true,
     parse: parseFilePath,
   },
   metricFamilies: {
     flag: '--metrics <families>',
     description: 'metric families to expose: seed (apiCount…), standard (OpenTelemetry http_server_*), both, or none',
+    list: true,
     parse: parseFamilies,
   },
   durationBucketsSeconds: {
     flag: '--duration-buckets <s,...>',
     description: 'http_server_request_duration_seconds bucket bounds in seconds',
+    list: true,
     parse: parseSecondsBuckets,
   },
   routes: {
     flag: '--route <template>',
     description: 'a route template for http_route, e.g. /api/users/:id (repeatable; env: comma-separated)',
     repeatable: true,
-    parse: (raw, source) => raw.split(',').map((t) => parseRouteTemplate(t.trim(), source)),
+    list: true,
+    fileKey: 'routes',
+    // Blank (an empty list in a config file) means no templates.
+    parse: (raw, source) => (raw.trim() === '' ? [] : raw.split(',').map((t) => parseRouteTemplate(t.trim(), source))),
   },
   openapi: {
     flag: '--openapi <file>',
     description: 'OpenAPI 3 document (JSON or YAML) whose paths become route templates',
+    path: true,
     parse: parseFilePath,
   },
   maxRoutes: {
@@ -247,9 +292,14 @@ export function envName(key: ValueKey): string {
   return `METRICS_PROXY_${flagName(key).toUpperCase().replace(/-/g, '_')}`;
 }
 
+/** `--connect-timeout` → `connectTimeout`: config-file keys are the flag names in camelCase (`--route` → `routes`). */
+export function fileKey(key: ValueKey): string {
+  return OPTIONS[key].fileKey ?? flagName(key).replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
 export function defaultText(key: ValueKey): string | undefined {
   const value = DEFAULTS[key];
-  if (value === undefined) return undefined;
+  if (value === undefined || (Array.isArray(value) && value.length === 0)) return undefined;
   return Array.isArray(value) ? value.join(',') : String(value);
 }
 
@@ -257,59 +307,144 @@ export interface ConfigLayers {
   /** Raw flag values as commander gives them (strings), plus the boolean `demo`. */
   readonly flags?: Partial<Record<ValueKey, string>> & { readonly demo?: boolean };
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** The --config file as read (see config-file.ts); validated here like the other layers. */
+  readonly file?: ConfigFile;
 }
 
-/** Merges the layers, validates every value once, and returns a frozen Config. */
+const KEY_BY_FILE_KEY = new Map<string, ValueKey>(VALUE_KEYS.map((key) => [fileKey(key), key]));
+
+/** Keys a config file may not hold, and why. */
+const REFUSED_FILE_KEYS: Readonly<Record<string, string>> = {
+  metricsToken:
+    'the token itself is not accepted in a config file (config files end up in config maps and repositories): ' +
+    'set metricsTokenFile to a file mounted from a secret, or METRICS_PROXY_METRICS_TOKEN',
+  demo: 'demo is a command-line flag only (a local try-out, not deployment configuration)',
+  config: 'a config file cannot name another config file',
+};
+
+const normalise = (name: string): string => name.toLowerCase().replace(/[-_]/g, '');
+
+/** The file key an unknown key was probably meant to be: another spelling, a Config field name, or a typo. */
+function suggestFileKey(name: string): string | undefined {
+  const wanted = normalise(name);
+  for (const key of VALUE_KEYS) {
+    if ([fileKey(key), key].some((known) => normalise(known) === wanted)) return fileKey(key);
+  }
+  let best: { key: string; distance: number } | undefined;
+  for (const known of KEY_BY_FILE_KEY.keys()) {
+    const distance = editDistance(wanted, normalise(known));
+    if (distance <= 2 && (best === undefined || distance < best.distance)) best = { key: known, distance };
+  }
+  return best?.key;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_v, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length] as number;
+}
+
+/**
+ * The file layer: every key known, every value of a usable type and valid by the option's own
+ * parser. Errors read `<file>: <key>: <reason>, got <value>` and name the file key in `option`.
+ */
+function readFileLayer(file: ConfigFile, resolved: Record<string, unknown>, sources: Map<ValueKey, string>): void {
+  for (const [name, value] of Object.entries(file.values)) {
+    const source = `${file.path}: ${name}`;
+    const key = KEY_BY_FILE_KEY.get(name);
+    if (key === undefined) {
+      const refused = REFUSED_FILE_KEYS[name];
+      if (refused !== undefined) throw new ConfigError(source, `${source}: ${refused}`, { reason: refused });
+      const suggestion = suggestFileKey(name);
+      const reason = `unknown option${suggestion === undefined ? '' : ` (did you mean ${suggestion}?)`}; the keys are the flag names in camelCase, see --help`;
+      throw new ConfigError(source, `${source}: ${reason}`, { reason });
+    }
+    // A key with no value counts as unset, like an empty env var.
+    if (value === null) continue;
+    const spec = OPTIONS[key];
+    const converted = fileValueToRaw(value, spec.list === true);
+    if ('reason' in converted) {
+      throw new ConfigError(source, `${source}: ${converted.reason}, got ${describe(value)}`, { reason: converted.reason });
+    }
+    let parsed: unknown;
+    try {
+      parsed = spec.parse(converted.raw, source);
+    } catch (err) {
+      // Route-template errors carry their reason in a closing parenthesis rather than in `reason`.
+      const reason = err instanceof ConfigError ? (err.reason ?? /\(([^()]+)\)$/.exec(err.message)?.[1]) : undefined;
+      if (reason === undefined) throw err;
+      throw new ConfigError(source, `${source}: ${reason}, got ${describe(value)}`, { reason });
+    }
+    if (spec.path === true && typeof parsed === 'string' && !isAbsolute(parsed)) parsed = resolve(dirname(file.path), parsed);
+    resolved[key] = parsed;
+    sources.set(key, source);
+  }
+}
+
+/** Merges the layers (defaults < file < env < flags), validates every value once, and returns a frozen Config. */
 export function resolveConfig(layers: ConfigLayers): Config {
   const flags = layers.flags ?? {};
   const env = layers.env ?? {};
   const resolved: Record<string, unknown> = { ...DEFAULTS };
+  /** Where each value came from, in the words an error message should use. */
+  const sources = new Map<ValueKey, string>();
+  if (layers.file !== undefined) readFileLayer(layers.file, resolved, sources);
   for (const key of VALUE_KEYS) {
     const fromFlag = flags[key];
     const fromEnv = env[envName(key)];
     if (fromFlag !== undefined) {
       resolved[key] = OPTIONS[key].parse(fromFlag, `--${flagName(key)}`);
+      sources.set(key, `--${flagName(key)}`);
     } else if (fromEnv !== undefined && fromEnv !== '') {
       resolved[key] = OPTIONS[key].parse(fromEnv, envName(key));
+      sources.set(key, envName(key));
     }
   }
+  const sourceOf = (key: ValueKey): string => sources.get(key) ?? `--${flagName(key)}`;
   const demo = flags.demo === true;
   resolved.demo = demo;
   if (demo) {
     if (flags.upstream !== undefined) {
       throw new ConfigError('--upstream', 'invalid options: --upstream and --demo cannot be used together');
     }
-    // --demo is a flag, so it beats an upstream taken from the environment.
+    // --demo is a flag, so it beats an upstream taken from the environment or the config file.
     resolved.upstream = undefined;
   } else if (resolved.upstream === undefined) {
     throw new ConfigError(
       '--upstream',
-      `missing option: --upstream <url> (or ${envName('upstream')}) is required unless --demo is given`,
+      `missing option: --upstream <url> (or ${envName('upstream')}, or upstream in the config file) is required unless --demo is given`,
     );
   }
   const token = env[METRICS_TOKEN_ENV];
   if (token !== undefined && token.trim() !== '') {
     if (resolved.metricsTokenFile !== undefined) {
-      throw new ConfigError(
-        '--metrics-token-file',
-        `invalid options: ${METRICS_TOKEN_ENV} and --metrics-token-file (or ${envName('metricsTokenFile')}) cannot be used together`,
-      );
+      const other = sources.get('metricsTokenFile') ?? '--metrics-token-file';
+      throw new ConfigError(other, `invalid options: ${METRICS_TOKEN_ENV} and ${other} cannot be used together`);
     }
     resolved.metricsToken = token.trim();
   }
   const config = resolved as unknown as Config;
+  /** A value that clashes with another option, worded like the errors of the layer it came from. */
+  const clash = (key: ValueKey, value: number | string, other: ValueKey): ConfigError => {
+    const source = sourceOf(key);
+    const reason = `must differ from ${sourceOf(other)}`;
+    const fromFile = layers.file !== undefined && source.startsWith(`${layers.file.path}: `);
+    const message = fromFile
+      ? `${source}: ${reason}, got ${describe(value)}`
+      : `invalid value for ${source}: ${JSON.stringify(String(value))} (${reason})`;
+    return new ConfigError(source, message, { reason });
+  };
   if (config.metricsPort !== undefined && config.metricsPort !== 0 && config.metricsPort === config.port) {
-    throw new ConfigError(
-      '--metrics-port',
-      `invalid value for --metrics-port: "${config.metricsPort}" (must differ from --port)`,
-    );
+    throw clash('metricsPort', config.metricsPort, 'port');
   }
-  if (config.metricsPath === config.apiPrefix) {
-    throw new ConfigError(
-      '--metrics-path',
-      `invalid value for --metrics-path: ${JSON.stringify(config.metricsPath)} (must differ from --api-prefix)`,
-    );
-  }
+  if (config.metricsPath === config.apiPrefix) throw clash('metricsPath', config.metricsPath, 'apiPrefix');
   return Object.freeze({
     ...config,
     bucketsMs: Object.freeze([...config.bucketsMs]),

@@ -12,13 +12,28 @@ export class ProxyError extends Error {
   }
 }
 
-/** A flag, env var or option value that cannot be used. The message names the option and the value. */
+export type ConfigErrorCode = 'MP_ERR_CONFIG' | 'MP_ERR_CONFIG_FILE';
+
+/**
+ * A flag, env var, config-file key or option value that cannot be used. The message names the
+ * option and the value; `reason` is the bare explanation ("expected …"), so a layer that words
+ * its messages differently (the config file) can reuse it.
+ */
 export class ConfigError extends ProxyError {
   readonly option: string;
+  readonly reason: string | undefined;
 
-  constructor(option: string, message: string) {
-    super('MP_ERR_CONFIG', message);
+  constructor(option: string, message: string, details: { readonly reason?: string; readonly code?: ConfigErrorCode } = {}) {
+    super(details.code ?? 'MP_ERR_CONFIG', message);
     this.option = option;
+    this.reason = details.reason;
+  }
+}
+
+/** The --config file itself cannot be used: missing, unreadable, not YAML/JSON, or not a mapping. */
+export class ConfigFileError extends ConfigError {
+  constructor(file: string, message: string) {
+    super(file, message, { code: 'MP_ERR_CONFIG_FILE' });
   }
 }
 

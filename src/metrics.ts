@@ -7,6 +7,7 @@
 import { type Registry, collectDefaultMetrics } from 'prom-client';
 import { type SeedErrorType, createScrapeCounter, createSeedMetrics } from './metrics-seed.js';
 import { type Direction, createStandardMetrics } from './metrics-standard.js';
+import { DEFAULT_SLO_OBJECTIVE, createSloMetric } from './metrics-slo.js';
 import { type RouteTable, createRouteTable } from './routes.js';
 import type { UpstreamFailureKind } from './upstream-errors.js';
 
@@ -27,6 +28,8 @@ export interface RequestRecord {
   readonly requestBytes: number;
   readonly responseBytes: number;
   readonly traceparent: string | undefined;
+  /** The route of `path` when the caller already resolved it (the access log), so it is resolved once. */
+  readonly route?: string;
 }
 
 export interface MetricsRecorder {
@@ -57,6 +60,8 @@ export interface MetricsOptions {
   readonly routeTemplates: readonly string[];
   readonly openapiTemplates: readonly string[];
   readonly maxRoutes: number;
+  /** --slo, exposed as metrics_proxy_slo_objective_ratio; default 0.999. */
+  readonly sloObjective?: number;
 }
 
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
@@ -83,6 +88,7 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Metr
   const standard = options.families.includes('standard')
     ? createStandardMetrics(registry, options.durationBucketsSeconds)
     : undefined;
+  if (options.families.length > 0) createSloMetric(registry, options.sloObjective ?? DEFAULT_SLO_OBJECTIVE);
   collectDefaultMetrics({ register: registry });
   // Gauges named like counters fail `promtool check metrics`; their per-type siblings
   // (nodejs_active_handles{type}, …) carry the same numbers, and sum() gives the totals.
@@ -107,7 +113,7 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Metr
       seed?.recordRequest(r.method, durationMs);
       standard?.requestFinished({
         method: r.method,
-        route: routes.resolve(r.path),
+        route: r.route ?? routes.resolve(r.path),
         status: r.status,
         errorType: r.errorType,
         durationSeconds: durationMs / 1000,

@@ -10,7 +10,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 function invalid(source: string, raw: string, expected: string): ConfigError {
-  return new ConfigError(source, `invalid value for ${source}: ${JSON.stringify(raw)} (${expected})`);
+  return new ConfigError(source, `invalid value for ${source}: ${JSON.stringify(raw)} (${expected})`, { reason: expected });
 }
 
 export function parseUpstream(raw: string, source: string): URL {
@@ -93,6 +93,36 @@ export function parseLogLevel(raw: string, source: string): LogLevel {
   const known = LOG_LEVELS.find((l) => l === level);
   if (known === undefined) throw invalid(source, raw, `expected one of ${LOG_LEVELS.join(', ')}`);
   return known;
+}
+
+/** `auto` = human-readable when stdout is a terminal, else JSON; decided at start-up by the CLI. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormatSetting = (typeof LOG_FORMATS)[number];
+
+export function parseLogFormat(raw: string, source: string): LogFormatSetting {
+  const format = raw.trim().toLowerCase();
+  const known = LOG_FORMATS.find((f) => f === format);
+  if (known === undefined) throw invalid(source, raw, `expected one of ${LOG_FORMATS.join(', ')}`);
+  return known;
+}
+
+/**
+ * On/off options: `true`/`false`/`1`/`0` (any case). Parsed here rather than by commander,
+ * which turns a boolean flag on for any defined env value, `false` included.
+ */
+export function parseBoolean(raw: string, source: string): boolean {
+  const text = raw.trim().toLowerCase();
+  if (text === 'true' || text === '1') return true;
+  if (text === 'false' || text === '0') return false;
+  throw invalid(source, raw, 'expected true, false, 1 or 0');
+}
+
+/** A ratio strictly between 0 and 1, such as an availability objective (0.999). */
+export function parseRatio(raw: string, source: string): number {
+  const text = raw.trim();
+  const ratio = /^[0-9]*\.?[0-9]+(e-?[0-9]+)?$/i.test(text) ? Number(text) : Number.NaN;
+  if (!(ratio > 0 && ratio < 1)) throw invalid(source, raw, 'expected a number between 0 and 1, both excluded, e.g. 0.999');
+  return ratio;
 }
 
 /** A duration in whole milliseconds; 0 means "off" where the option allows it. */

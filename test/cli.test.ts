@@ -4,8 +4,9 @@
  * `npx tsc -p tsconfig.build.json`) against real servers on port 0. No mocks.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import {
@@ -27,6 +28,12 @@ async function startUpstreamForTest(): ReturnType<typeof startUpstream> {
   const upstream = await startUpstream(echoHandler);
   onTestFinished(() => upstream.close());
   return upstream;
+}
+
+async function tempDir(cleanup: typeof onTestFinished = onTestFinished): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'metrics-proxy-cli-'));
+  cleanup(() => rm(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 beforeAll(() => {
@@ -65,6 +72,10 @@ const BAD_INPUTS: readonly BadInput[] = [
   { name: 'METRICS_PROXY_BUCKETS=5,1', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_BUCKETS: '5,1' }, mentions: ['METRICS_PROXY_BUCKETS', '5,1'] },
   { name: 'METRICS_PROXY_LOG_LEVEL=loud', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_LOG_LEVEL: 'loud' }, mentions: ['METRICS_PROXY_LOG_LEVEL', 'loud'] },
   { name: 'METRICS_PROXY_API_PREFIX=api', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_API_PREFIX: 'api' }, mentions: ['METRICS_PROXY_API_PREFIX', 'api'] },
+  { name: '--slo 1', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--slo', '1'], mentions: ['--slo', '"1"'] },
+  { name: 'METRICS_PROXY_ACCESS_LOG=yes', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_ACCESS_LOG: 'yes' }, mentions: ['METRICS_PROXY_ACCESS_LOG', 'yes'] },
+  { name: '--config of a missing file', args: [...LOOPBACK, '--port', '0', '--config', '/nonexistent/proxy.yaml'], mentions: ['/nonexistent/proxy.yaml', 'ENOENT'] },
+  { name: 'METRICS_PROXY_CONFIG of a missing file', args: [...LOOPBACK, '--port', '0'], env: { METRICS_PROXY_CONFIG: '/nonexistent/env.yaml' }, mentions: ['/nonexistent/env.yaml'] },
 ];
 
 describe('bad input: exits non-zero before listening, with one clean line on stderr', () => {
@@ -102,6 +113,26 @@ describe('bad input: exits non-zero before listening, with one clean line on std
   });
 });
 
+describe('--config: bad files stop the proxy with exit 2 and one line naming the file and the key', () => {
+  it.concurrent.for([
+    { name: 'a bad value', yaml: 'connectTimeout: abc\n', mentions: ['proxy.yaml: connectTimeout:', 'milliseconds', 'got "abc"'] },
+    { name: 'a wrong type', yaml: 'port: [1, 2]\n', mentions: ['proxy.yaml: port:', 'not a list'] },
+    { name: 'an unknown key', yaml: 'connectTimeoutMs: 5\n', mentions: ['proxy.yaml: connectTimeoutMs:', 'did you mean connectTimeout?'] },
+    { name: 'the token in plain text', yaml: 'metricsToken: hunter2\n', mentions: ['proxy.yaml: metricsToken:', 'metricsTokenFile'] },
+    { name: 'a YAML syntax error', yaml: 'port: [1\n', mentions: ['proxy.yaml', 'not valid YAML'] },
+  ])('$name', async ({ yaml, mentions }, { expect, onTestFinished: cleanup }) => {
+    const file = join(await tempDir(cleanup), 'proxy.yaml');
+    await writeFile(file, `upstream: ${DEAD_UPSTREAM}\nhost: 127.0.0.1\n${yaml}`);
+    const result = await runToExit(['--config', file, '--port', '0'], {}, cleanup);
+    expect(result.stdout).toBe('');
+    expect(result.code).toBe(2);
+    const line = expectOneCleanLine(result.stderr);
+    expect(line.startsWith('metrics-proxy: ')).toBe(true);
+    for (const text of mentions) expect(line).toContain(text);
+    expect(line).not.toContain('hunter2');
+  });
+});
+
 describe('--help and --version', () => {
   it('--help exits 0 and lists every flag and its env var', async () => {
     const { stdout, stderr } = await run(process.execPath, [BIN, '--help'], { cwd: ROOT, env: childEnv() });
@@ -110,6 +141,18 @@ describe('--help and --version', () => {
     for (const flag of flags) expect(stdout).toMatch(new RegExp(`(^|[\\s,])${flag}(?![\\w-])`, 'm'));
     const envVars = ['UPSTREAM', 'PORT', 'HOST', 'API_PREFIX', 'METRICS_PATH', 'BUCKETS', 'LOG_LEVEL'].map((s) => `${ENV_PREFIX}${s}`);
     for (const name of envVars) expect(stdout).toMatch(new RegExp(`\\b${name}\\b`));
+  });
+
+  it('--help lists --config, the check command, the new options and the config keys', async () => {
+    const { stdout } = await run(process.execPath, [BIN, '--help'], { cwd: ROOT, env: childEnv() });
+    for (const flag of ['--config', '--log-format', '--access-log', '--no-access-log', '--slo']) {
+      expect(stdout).toMatch(new RegExp(`(^|[\\s,])${flag}(?![\\w-])`, 'm'));
+    }
+    expect(stdout).toMatch(/^Commands:\n\s+check\b/m);
+    const flat = stdout.replace(/\s+/g, ' ');
+    for (const key of ['connectTimeout', 'apiPrefix', 'routes', 'logFormat']) expect(flat).toContain(`config: ${key}`);
+    const check = await run(process.execPath, [BIN, 'check', '--help'], { cwd: ROOT, env: childEnv() });
+    expect(check.stdout).toContain('metrics-proxy check');
   });
 
   it('--version prints the package.json version and exits 0', async () => {
@@ -159,7 +202,24 @@ describe('running', () => {
   });
 });
 
-describe('precedence: flags > env > defaults', () => {
+describe('precedence: flags > env > config file > defaults', () => {
+  it('takes options from --config (and METRICS_PROXY_CONFIG), with env and flags over them', async () => {
+    const upstream = await startUpstreamForTest();
+    const file = join(await tempDir(), 'proxy.yaml');
+    await writeFile(file, `upstream: ${upstream.url}\nhost: 127.0.0.1\nport: 1\napiPrefix: /v1\nmetricsPath: /file-metrics\nroutes: [/v1/users/:id]\n`);
+    const { bin, log, url } = await startListening(['--config', file, '--port', '0'], { METRICS_PROXY_METRICS_PATH: '/env-metrics' });
+    expect(log).toMatchObject({ address: '127.0.0.1', upstream: `${upstream.url}/`, apiPrefix: '/v1', metricsPath: '/env-metrics' });
+    expect((await httpRequest(`${url}/v1/users/7`)).status).toBe(200);
+    const metrics = (await httpRequest(`${url}/env-metrics`)).body.toString('utf8');
+    expect(metrics).toContain('http_route="/v1/users/:id"');
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+
+    const viaEnv = await startListening(['--port', '0'], { METRICS_PROXY_CONFIG: file });
+    expect(viaEnv.log).toMatchObject({ apiPrefix: '/v1', metricsPath: '/file-metrics' });
+    expect(await stopWithSigterm(viaEnv.bin)).toEqual({ code: 0, signal: null });
+  });
+
+
   it('uses METRICS_PROXY_UPSTREAM when --upstream is not given', async () => {
     const upstream = await startUpstreamForTest();
     const { bin, log, url } = await startListening([...LOOPBACK, '--port', '0'], { METRICS_PROXY_UPSTREAM: upstream.url });
@@ -194,5 +254,44 @@ describe('precedence: flags > env > defaults', () => {
     expect(notForwarded.status).toBe(404);
     expect(upstream.seen.map((r) => r.url)).toEqual(['/v1/x']);
     expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+  });
+});
+
+describe('--slo and --access-log on the real bin', () => {
+  it('exposes --slo as metrics_proxy_slo_objective_ratio (default 0.999)', async () => {
+    const upstream = await startUpstreamForTest();
+    const configured = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url, '--slo', '0.995']);
+    const text = (await httpRequest(`${configured.url}/metrics`)).body.toString('utf8');
+    expect(text).toContain(
+      '# HELP metrics_proxy_slo_objective_ratio Availability objective (--slo) that the burn-rate alert rules compare the error ratio against.',
+    );
+    expect(text).toContain('# TYPE metrics_proxy_slo_objective_ratio gauge');
+    expect(sampleValue(text, 'metrics_proxy_slo_objective_ratio')).toBe(0.995);
+    expect(await stopWithSigterm(configured.bin)).toEqual({ code: 0, signal: null });
+
+    const byDefault = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url]);
+    const defaultText = (await httpRequest(`${byDefault.url}/metrics`)).body.toString('utf8');
+    expect(sampleValue(defaultText, 'metrics_proxy_slo_objective_ratio')).toBe(0.999);
+    expect(await stopWithSigterm(byDefault.bin)).toEqual({ code: 0, signal: null });
+  });
+
+  it('--access-log writes one JSON "request" line per forwarded request on stdout', async () => {
+    const upstream = await startUpstreamForTest();
+    const { bin, url } = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url, '--access-log']);
+    expect((await httpRequest(`${url}/api/things/12?q=1`)).status).toBe(200);
+    const line = JSON.parse(await bin.nextLine()) as Record<string, unknown>;
+    expect(line).toMatchObject({ level: 30, msg: 'request', method: 'GET', path: '/api/things/12', route: '/api/things/:id', status: 200 });
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+  });
+
+  it('METRICS_PROXY_ACCESS_LOG=false keeps it off (commander alone would turn it on)', async () => {
+    const upstream = await startUpstreamForTest();
+    const { bin, url } = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url], { METRICS_PROXY_ACCESS_LOG: 'false' });
+    expect((await httpRequest(`${url}/api/x`)).status).toBe(200);
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+    await bin.closed;
+    const messages = bin.stdout().split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(messages).not.toContain('request');
+    expect(messages).toContain('stopped');
   });
 });

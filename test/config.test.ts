@@ -1,6 +1,8 @@
+import { AggregatorRegistry, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, envName, resolveConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
+import { createSloMetric } from '../src/metrics-slo.js';
 
 function configError(fn: () => unknown): ConfigError {
   try {
@@ -92,6 +94,13 @@ describe('resolveConfig', () => {
     [{ bucketsMs: '-1,1' }, '--buckets', '-1,1'],
     [{ bucketsMs: '1,Infinity' }, '--buckets', 'Infinity'],
     [{ logLevel: 'loud' }, '--log-level', 'loud'],
+    [{ logFormat: 'colour' }, '--log-format', 'colour'],
+    [{ accessLog: 'yes' }, '--access-log', 'yes'],
+    [{ slo: '0' }, '--slo', '"0"'],
+    [{ slo: '1' }, '--slo', '"1"'],
+    [{ slo: '99.9' }, '--slo', '99.9'],
+    [{ slo: '-0.5' }, '--slo', '-0.5'],
+    [{ slo: 'NaN' }, '--slo', 'NaN'],
   ])('rejects %j naming %s and the value', (flags, option, valuePart) => {
     const err = configError(() => resolveConfig({ flags: { upstream, ...flags } }));
     expect(err.code).toBe('MP_ERR_CONFIG');
@@ -114,7 +123,36 @@ describe('resolveConfig', () => {
     expect(err.message).toContain('METRICS_PROXY_UPSTREAM');
   });
 
+  it('defaults: log format auto, access log off, objective 0.999', () => {
+    expect(resolveConfig({ flags: { upstream } })).toMatchObject({ logFormat: 'auto', accessLog: false, slo: 0.999 });
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['TRUE', true],
+    ['false', false],
+    ['0', false],
+  ])('parses METRICS_PROXY_ACCESS_LOG=%s itself (commander would turn "false" on)', (value, expected) => {
+    expect(resolveConfig({ flags: { upstream }, env: { METRICS_PROXY_ACCESS_LOG: value } }).accessLog).toBe(expected);
+  });
+
+  it('takes --log-format and --slo from flags and env', () => {
+    const env = { METRICS_PROXY_LOG_FORMAT: 'pretty', METRICS_PROXY_SLO: '0.99' };
+    expect(resolveConfig({ flags: { upstream }, env })).toMatchObject({ logFormat: 'pretty', slo: 0.99 });
+    expect(resolveConfig({ flags: { upstream, logFormat: 'JSON', slo: '.9995' }, env })).toMatchObject({ logFormat: 'json', slo: 0.9995 });
+  });
+
   it('does not let callers mutate the defaults', () => {
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
+  });
+});
+
+describe('metrics_proxy_slo_objective_ratio', () => {
+  it('is one value, not a sum, when a cluster aggregates its workers', async () => {
+    const workers = [new Registry(), new Registry()];
+    for (const registry of workers) createSloMetric(registry, 0.995);
+    const summed = AggregatorRegistry.aggregate(await Promise.all(workers.map((r) => r.getMetricsAsJSON())));
+    expect(await summed.metrics()).toMatch(/^metrics_proxy_slo_objective_ratio 0\.995$/m);
   });
 });

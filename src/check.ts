@@ -1,0 +1,98 @@
+/**
+ * `metrics-proxy check`: everything start-up validates (options, the config
+ * file, the token file, route templates, the OpenAPI document), the resolved
+ * configuration as JSON on stdout with the token masked, and one probe of the
+ * upstream, the same one /readyz makes. Exit 0 ready, 1 unreachable, 2 invalid.
+ */
+import { type Config, VALUE_KEYS, fileKey, flagName } from './config.js';
+import { readTokenFile } from './config-file.js';
+import { ProxyError } from './errors.js';
+import { createHealth } from './health.js';
+import { loadOpenApiTemplates } from './openapi.js';
+import { createRouteTable } from './routes.js';
+
+export const EXIT_READY = 0;
+export const EXIT_UNREACHABLE = 1;
+export const EXIT_INVALID = 2;
+
+const PROGRAM = 'metrics-proxy';
+export const MASK = '***';
+
+export interface CheckIo {
+  readonly stdout: { write(text: string): unknown };
+  readonly stderr: { write(text: string): unknown };
+}
+
+/** The upstream probe's outcome as `check` prints it. */
+export interface UpstreamReport {
+  readonly url: string | null;
+  /** `TCP connect`, `GET <path>`, or null when nothing was probed (--demo). */
+  readonly probe: string | null;
+  readonly reachable: boolean | null;
+  readonly error?: string;
+}
+
+export interface CheckReport {
+  readonly valid: true;
+  readonly configFile: string | null;
+  /** Under the config-file keys, so it reads like a config file; the token itself is never shown. */
+  readonly config: Record<string, unknown>;
+  readonly upstream: UpstreamReport;
+}
+
+const jsonValue = (value: unknown): unknown => (value instanceof URL ? value.href : value === undefined ? null : value);
+
+/** The resolved config under its file keys, secrets masked: the token shows as `***` when one is in force. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of VALUE_KEYS) out[fileKey(key)] = jsonValue(config[key]);
+  // Only the token is secret; the token file's path is not.
+  out.metricsToken = config.metricsToken === undefined && config.metricsTokenFile === undefined ? null : MASK;
+  out.demo = config.demo;
+  return out;
+}
+
+/** What buildApp would still refuse after resolveConfig: an unreadable token file, a bad OpenAPI document, a route outside the prefix. */
+function validateStartUp(config: Config): void {
+  if (config.metricsTokenFile !== undefined) readTokenFile(config.metricsTokenFile, `--${flagName('metricsTokenFile')}`);
+  createRouteTable({
+    apiPrefix: config.apiPrefix,
+    templates: config.routes,
+    openapiTemplates: config.openapi === undefined ? [] : loadOpenApiTemplates(config.openapi, config.apiPrefix),
+    maxRoutes: config.maxRoutes,
+  });
+}
+
+async function probe(config: Config): Promise<UpstreamReport> {
+  if (config.upstream === undefined) {
+    // --demo: the upstream is built in and starts with the proxy; there is nothing to reach yet.
+    return { url: null, probe: null, reachable: null };
+  }
+  const health = createHealth({ upstream: config.upstream, readyPath: config.readyPath, timeoutMs: config.connectTimeoutMs });
+  const result = await health.checkUpstream();
+  const described = { url: config.upstream.href, probe: config.readyPath === undefined ? 'TCP connect' : `GET ${config.readyPath}` };
+  return result.ok ? { ...described, reachable: true } : { ...described, reachable: false, error: result.msg };
+}
+
+/** Indented JSON with lists of plain values kept on one line (bucket lists would take a screen each). */
+export function formatJson(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/\[\n\s+([^[\]{}]*?)\n\s*\]/g, (_m, items: string) => `[${items.split(/,\n\s*/).join(', ')}]`);
+}
+
+export async function runCheck(config: Config, configFile: string | undefined, io: CheckIo): Promise<number> {
+  try {
+    validateStartUp(config);
+  } catch (err) {
+    if (!(err instanceof ProxyError)) throw err;
+    io.stderr.write(`${PROGRAM}: ${err.message}\n`);
+    return EXIT_INVALID;
+  }
+  const upstream = await probe(config);
+  const report: CheckReport = { valid: true, configFile: configFile ?? null, config: describeConfig(config), upstream };
+  io.stdout.write(`${formatJson(report)}\n`);
+  if (upstream.reachable === false) {
+    io.stderr.write(`${PROGRAM}: ${upstream.error ?? 'upstream unreachable'} (${upstream.probe ?? ''} ${upstream.url ?? ''})\n`);
+    return EXIT_UNREACHABLE;
+  }
+  return EXIT_READY;
+}
