@@ -118,8 +118,11 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
     if (exchange.closed) return;
     exchange.closed = true;
     (exchange.req.socket as TrackedSocket)[PENDING]?.delete(exchange);
-    if (!exchange.res.writableFinished && exchange.proxyReq !== undefined && !exchange.proxyReq.destroyed) {
-      exchange.proxyReq.destroy();
+    // A response that did not finish, or an upload the upstream did not take whole (it answered
+    // early): the upstream request is over, and its socket must not be reused half-written.
+    const { proxyReq } = exchange;
+    if (proxyReq !== undefined && !proxyReq.destroyed && (!exchange.res.writableFinished || !proxyReq.writableFinished)) {
+      proxyReq.destroy();
     }
     const { req } = exchange;
     metrics.recordRequest({
@@ -198,7 +201,7 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
   });
 
   // Runs before http-proxy copies status and headers onto the client response, so it can still refuse them.
-  proxy.on('proxyRes', (proxyRes: IncomingMessage, _req: IncomingMessage, res: ServerResponse) => {
+  proxy.on('proxyRes', (proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) => {
     const exchange = (res as TrackedResponse)[EXCHANGE];
     if (exchange === undefined) return;
     const status = proxyRes.statusCode ?? 0;
@@ -212,7 +215,9 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
     exchange.upstreamResponded = true;
     prepareResponseHeaders(proxyRes.headers);
     // Say what Node will do with the client connection (http-proxy would otherwise invent a value).
-    if (isDraining()) res.shouldKeepAlive = false;
+    // An answer that comes before the whole request body (an early 401 or 413) closes the client
+    // connection after it, as nginx does: the rest of the upload is never read into a reused one.
+    if (isDraining() || !req.complete) res.shouldKeepAlive = false;
     proxyRes.headers.connection = res.shouldKeepAlive ? 'keep-alive' : 'close';
     if (status >= 500) {
       countError(exchange);
