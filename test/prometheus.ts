@@ -24,8 +24,13 @@ export interface ScrapeTarget {
 }
 
 export interface PrometheusOptions {
+  /** Also the rule evaluation interval. */
   readonly scrapeIntervalSeconds?: number;
   readonly targets: readonly ScrapeTarget[];
+  /** Absolute paths of rule files to load. */
+  readonly ruleFiles?: readonly string[];
+  /** Scrape configs added as they are, after those of `targets` (e.g. one with file_sd_configs and relabel_configs). */
+  readonly scrapeConfigs?: readonly object[];
 }
 
 export interface PromSample {
@@ -39,6 +44,8 @@ export interface RunningPrometheus {
   query(promql: string): Promise<PromSample[]>;
   /** The `data` of /api/v1/query_exemplars. */
   queryExemplars(promql: string, startSec: number, endSec: number): Promise<unknown>;
+  /** The `data` of any GET endpoint of the HTTP API (`/api/v1/rules`, `/api/v1/alerts`…); throws unless it succeeded. */
+  api(path: string, params?: Record<string, string>): Promise<unknown>;
   /**
    * Resolves once every target of `job` has had `count` successful scrapes that started after this call,
    * and whose samples are therefore queryable and include everything the target counted before it.
@@ -125,6 +132,13 @@ async function stop(proc: Spawned, graceMs = 5_000): Promise<void> {
   clearTimeout(timer);
 }
 
+/** Runs promtool with `args`; `output` is its stdout and stderr interleaved. */
+export async function runPromtool(args: readonly string[]): Promise<{ code: number | null; output: string }> {
+  const proc = spawnCaptured(requireTools().promtool, args);
+  const code = await proc.closed;
+  return { code, output: proc.output() };
+}
+
 /** Pipes an exposition into `promtool check metrics`; `problems` holds its complaints, one per line. */
 export async function promtoolCheckMetrics(text: string): Promise<{ ok: boolean; problems: string[] }> {
   const proc = spawnCaptured(requireTools().promtool, ['check', 'metrics'], 'pipe');
@@ -136,7 +150,8 @@ export async function promtoolCheckMetrics(text: string): Promise<{ ok: boolean;
   return { ok: code === 0, problems };
 }
 
-function scrapeConfig(intervalSeconds: number, targets: readonly ScrapeTarget[]): object {
+function prometheusConfig(intervalSeconds: number, options: PrometheusOptions): object {
+  const { targets, ruleFiles = [], scrapeConfigs = [] } = options;
   const interval = `${Math.round(intervalSeconds * 1000)}ms`;
   const jobs = new Map<string, { path: string; token: string | undefined; addresses: string[] }>();
   for (const t of targets) {
@@ -147,12 +162,16 @@ function scrapeConfig(intervalSeconds: number, targets: readonly ScrapeTarget[])
   }
   return {
     global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
-    scrape_configs: [...jobs].map(([name, job]) => ({
-      job_name: name,
-      metrics_path: job.path,
-      ...(job.token === undefined ? {} : { authorization: { type: 'Bearer', credentials: job.token } }),
-      static_configs: [{ targets: job.addresses }],
-    })),
+    ...(ruleFiles.length === 0 ? {} : { rule_files: ruleFiles }),
+    scrape_configs: [
+      ...[...jobs].map(([name, job]) => ({
+        job_name: name,
+        metrics_path: job.path,
+        ...(job.token === undefined ? {} : { authorization: { type: 'Bearer', credentials: job.token } }),
+        static_configs: [{ targets: job.addresses }],
+      })),
+      ...scrapeConfigs,
+    ],
   };
 }
 
@@ -228,7 +247,7 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
   const configFile = join(dir, 'prometheus.yml');
   let launched: { proc: Spawned; url: string };
   try {
-    await writeFile(configFile, JSON.stringify(scrapeConfig(intervalSeconds, options.targets), null, 2)); // JSON is YAML
+    await writeFile(configFile, JSON.stringify(prometheusConfig(intervalSeconds, options), null, 2)); // JSON is YAML
     launched = await launch(tools.prometheus, configFile, join(dir, 'data'));
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
@@ -243,17 +262,23 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
     return (data.result as Array<{ metric: Record<string, string>; value: [number, string] }>).map((s) => ({ metric: s.metric, value: parseValue(s.value[1]) }));
   };
 
+  const activeTargets = async (job: string) => {
+    const data = (await api(url, '/api/v1/targets', { state: 'active' })) as { activeTargets: Array<{ scrapePool: string; scrapeUrl: string; health: string; lastError: string }> };
+    return data.activeTargets.filter((t) => t.scrapePool === job);
+  };
+
   /** The fewest successful scrapes, over the job's targets, with a timestamp at or after `sinceSec`. */
   const scrapesSince = async (job: string, sinceSec: number): Promise<number> => {
     const window = Math.ceil(Date.now() / 1000 - sinceSec) + 10;
     const data = (await api(url, '/api/v1/query', { query: `up{job=${JSON.stringify(job)}}[${window}s]` })) as { result: Array<{ values: Array<[number, string]> }> };
     const counts = data.result.map((series) => series.values.filter(([t, v]) => t >= sinceSec && v === '1').length);
+    // A target not scraped even once yet has no `up` series at all: it counts as 0.
+    if (counts.length < (await activeTargets(job)).length) return 0;
     return counts.length === 0 ? 0 : Math.min(...counts);
   };
 
   const targetHealth = async (job: string): Promise<string> => {
-    const data = (await api(url, '/api/v1/targets', { state: 'active' })) as { activeTargets: Array<{ scrapePool: string; scrapeUrl: string; health: string; lastError: string }> };
-    const mine = data.activeTargets.filter((t) => t.scrapePool === job);
+    const mine = await activeTargets(job);
     return mine.length === 0 ? 'no such job' : mine.map((t) => `${t.scrapeUrl} ${t.health} ${t.lastError}`.trim()).join('; ');
   };
 
@@ -262,6 +287,7 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
     url,
     query,
     queryExemplars: (promql, startSec, endSec) => api(url, '/api/v1/query_exemplars', { query: promql, start: String(startSec), end: String(endSec) }),
+    api: (path, params = {}) => api(url, path, params),
     async waitForScrapes(job, count, timeoutMs = (count + 5) * intervalSeconds * 1000 + 5_000) {
       // Sample timestamps are taken just before the scrape request; the margin covers Prometheus's 2 ms timestamp alignment.
       const sinceSec = (Date.now() + 10) / 1000;
