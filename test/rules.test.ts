@@ -235,13 +235,15 @@ describe.skipIf(tools === undefined)('the rules in a real Prometheus scraping re
     expect(alerts).toEqual(expected);
   });
 
-  it('keep the sidecar port of running pods, with namespace, pod, container and app labels (the Kubernetes relabeling)', async ({ expect, onTestFinished }) => {
+  it('keep the sidecar metrics port of running pods, with namespace, pod, container and app labels (the Kubernetes relabeling)', async ({ expect, onTestFinished }) => {
     const upstream = await startUpstream(echoHandler);
     onTestFinished(upstream.close);
     const cart = await startProxy(upstream.url);
     onTestFinished(cart.close);
     const billing = await startProxy(upstream.url, { metricsPath: '/internal/metrics' });
     onTestFinished(billing.close);
+    const shop = await startProxy(upstream.url);
+    onTestFinished(shop.close);
 
     // What Kubernetes pod discovery would report: one target per declared container port.
     const pod = (address: string, labels: Record<string, string>) => ({
@@ -257,12 +259,23 @@ describe.skipIf(tools === undefined)('the rules in a real Prometheus scraping re
         __meta_kubernetes_pod_label_app_kubernetes_io_name: 'cart',
         __meta_kubernetes_pod_label_app: 'cart-legacy',
       }),
-      // the service's own port in the same pod
+      // the sidecar's own proxied port, and the service's ports (one named like the sidecar's), in the same pod
+      pod(`127.0.0.1:${upstream.port}`, {
+        __meta_kubernetes_pod_name: 'cart-7d9f',
+        __meta_kubernetes_pod_container_name: 'metrics-proxy',
+        __meta_kubernetes_pod_container_port_name: 'http',
+      }),
       pod(`127.0.0.1:${upstream.port}`, {
         __meta_kubernetes_pod_name: 'cart-7d9f',
         __meta_kubernetes_pod_container_name: 'cart',
-        __meta_kubernetes_pod_container_port_name: 'http',
-        __meta_kubernetes_pod_label_app_kubernetes_io_name: 'cart',
+        __meta_kubernetes_pod_container_port_name: 'metrics',
+      }),
+      // a sidecar as in config/kubernetes/: container metrics-proxy, admin port named metrics
+      pod(`127.0.0.1:${shop.port}`, {
+        __meta_kubernetes_pod_name: 'my-service-5c8b',
+        __meta_kubernetes_pod_container_name: 'metrics-proxy',
+        __meta_kubernetes_pod_container_port_name: 'metrics',
+        __meta_kubernetes_pod_label_app_kubernetes_io_name: 'my-service',
       }),
       // a sidecar with another metrics path, and only the `app` label
       pod(`127.0.0.1:${billing.port}`, {
@@ -305,9 +318,10 @@ describe.skipIf(tools === undefined)('the rules in a real Prometheus scraping re
     expect(targets).toEqual([
       { __name__: 'up', job, instance: `127.0.0.1:${billing.port}`, namespace: 'billing', pod: 'billing-0', container: 'sidecar', app: 'billing', value: 1 },
       { __name__: 'up', job, instance: `127.0.0.1:${cart.port}`, namespace: 'shop', pod: 'cart-7d9f', container: 'metrics-proxy', app: 'cart', value: 1 },
+      { __name__: 'up', job, instance: `127.0.0.1:${shop.port}`, namespace: 'shop', pod: 'my-service-5c8b', container: 'metrics-proxy', app: 'my-service', value: 1 },
     ]);
     const dropped = ((await prometheus.api('/api/v1/targets', { state: 'dropped' })) as { droppedTargets: unknown[] }).droppedTargets;
-    expect(dropped.length).toBe(3);
+    expect(dropped.length).toBe(4);
     // The proxy's own series carry the pod's labels.
     expect((await prometheus.query(`apiErrorCount{job="${job}",namespace="billing",app="billing",type="api"}`)).length).toBe(1);
   });
