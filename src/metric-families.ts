@@ -10,6 +10,10 @@
  * register on a prom-client Registry and answer `get()` in its JSON shape, so
  * `getMetricsAsJSON`, the cluster aggregation and `registry.metrics()` keep
  * working — and add `render()`, which the exposition uses instead.
+ *
+ * One trap, shared with prom-client's own counters: prom-client's `registry.metrics()` on a registry
+ * in OpenMetrics mode renames counters (`x_total` → `x`) and never renames them back. The exposition
+ * never calls it that way (exposition.ts renders these families itself and restores prom-client's).
  */
 import type { Registry } from 'prom-client';
 
@@ -45,11 +49,13 @@ export function escapeLabelValue(value: string): string {
   return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value;
 }
 
-function escapeHelp(help: string): string {
-  return help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+/** HELP text: backslash and newline escaped; OpenMetrics escapes double quotes too (the text format must not). */
+function escapeHelp(help: string, openMetrics: boolean): string {
+  const escaped = help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+  return openMetrics ? escaped.replace(/"/g, '\\"') : escaped;
 }
 
-/** Numbers as prom-client writes them, so both renderers agree to the byte. */
+/** Numbers as prom-client writes them, except NaN, which it spells `Nan` (Prometheus reads both). */
 export function formatNumber(value: number): string {
   if (Number.isNaN(value)) return 'NaN';
   if (value === Infinity) return '+Inf';
@@ -92,12 +98,13 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
 
   /** The series of these label values (in labelNames order), created on first use. Callers on a hot path keep it. */
   series(...values: string[]): S {
-    const key = values.length === 1 ? (values[0] as string) : values.join('\u0000');
+    if (values.length !== this.labelNames.length) {
+      throw new TypeError(`${this.name}: expected ${this.labelNames.length} label values, got ${values.length}`);
+    }
+    // One value is its own key; several are JSON-encoded, which no value can forge (a joined key could).
+    const key = values.length === 1 ? (values[0] as string) : JSON.stringify(values);
     let child = this.children.get(key);
     if (child === undefined) {
-      if (values.length !== this.labelNames.length) {
-        throw new TypeError(`${this.name}: expected ${this.labelNames.length} label values, got ${values.length}`);
-      }
       const labels: Record<string, string> = {};
       this.labelNames.forEach((name, i) => {
         labels[name] = values[i] as string;
@@ -119,7 +126,7 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
 
   render(openMetrics: boolean): string {
     const { family, type } = this.header(openMetrics);
-    const out = [`# HELP ${family} ${escapeHelp(this.help)}`, `# TYPE ${family} ${type}`];
+    const out = [`# HELP ${family} ${escapeHelp(this.help, openMetrics)}`, `# TYPE ${family} ${type}`];
     for (const child of this.children.values()) this.renderSeries(child, openMetrics, out);
     return out.join('\n');
   }

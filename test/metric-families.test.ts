@@ -707,13 +707,29 @@ describe.each(KINDS)('%s series()', (kind) => {
   });
 });
 
-describe('series() bugs found while writing these tests', () => {
-  it.todo(
-    'series() with the wrong number of values throws even when the joined key is cached: on labels [a, b], ' +
-      'series("a", "b") then series("a\\u0000b") returns the two-label series; on labels [a], series("") then series() returns it',
-  );
-  it.todo('series() keeps label sets apart when a value holds U+0000: on labels [a, b], series("p\\u0000q", "r") and series("p", "q\\u0000r") are one series');
-  it.todo('OpenMetrics HELP escapes double quotes (the ABNF\'s normal-char excludes DQUOTE): apiErrorCount\'s help, type="api", is written unescaped');
+describe('series() keys and HELP escaping (bugs found while writing these tests)', () => {
+  it('throws on the wrong number of values even when their joined text is a known key', () => {
+    const two = new CounterFamily({ name: 'x_total', help: 'h', labelNames: ['a', 'b'], registry: new Registry() });
+    two.series('a', 'b');
+    expect(() => two.series('a\u0000b')).toThrow(TypeError);
+    const one = new CounterFamily({ name: 'y_total', help: 'h', labelNames: ['a'], registry: new Registry() });
+    one.series('');
+    expect(() => one.series()).toThrow(TypeError);
+  });
+
+  it('keeps label sets apart when a value holds U+0000', () => {
+    const f = new CounterFamily({ name: 'z_total', help: 'h', labelNames: ['a', 'b'], registry: new Registry() });
+    const first = f.series('p\u0000q', 'r');
+    const second = f.series('p', 'q\u0000r');
+    expect(second).not.toBe(first);
+    expect(second.labels).toEqual({ a: 'p', b: 'q\u0000r' });
+  });
+
+  it('escapes double quotes in HELP for OpenMetrics only', () => {
+    const f = new CounterFamily({ name: 'q_total', help: 'say "hi" \\ now', registry: new Registry() });
+    expect(f.render(true).split('\n')[0]).toBe('# HELP q say \\"hi\\" \\\\ now');
+    expect(f.render(false).split('\n')[0]).toBe('# HELP q_total say "hi" \\\\ now');
+  });
 });
 
 // ---------------------------------------------------------------------------------------------------
