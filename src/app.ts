@@ -29,7 +29,7 @@ import {
   createUpgradeListener,
   refuseUpgrade,
 } from './router.js';
-import { closeServer, createHttpServer, listen } from './server.js';
+import { clientIdleMs, closeServer, createHttpServer, listen } from './server.js';
 import { createTimeoutGuard } from './upstream-timeouts.js';
 import { createWebSocketForwarder } from './websocket.js';
 
@@ -146,6 +146,7 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
     websocket,
     ownRoutes: separateAdmin ? new Map<string, Handler>() : ownRoutes,
     isDraining,
+    clientIdleMs: clientIdleMs({ idleTimeoutMs: config.idleTimeoutMs }),
   };
   const limits = {
     keepAliveTimeoutMs: config.keepAliveTimeoutMs,
@@ -154,7 +155,7 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   };
   const server = createHttpServer(
     { onRequest: createRequestListener(routerDeps), onUpgrade: createUpgradeListener(routerDeps) },
-    limits,
+    { ...limits, idleSetByRouter: true },
   );
   const adminServer = separateAdmin
     ? createHttpServer({ onRequest: createAdminListener(ownRoutes, isDraining), onUpgrade: refuseUpgrade }, limits)

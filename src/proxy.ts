@@ -263,7 +263,8 @@ export function createHttpForwarder({ proxy, metrics, log, guard, isDraining }: 
         closed: false,
       };
       metrics.requestStarted(req.method);
-      if (req.headers['content-length'] === undefined && !req.complete) {
+      // Only a chunked body has no Content-Length to tell its size; without either header a request has no body.
+      if (req.headers['transfer-encoding'] !== undefined && !req.complete) {
         (req as TrackedMessage)[EXCHANGE_OF] = exchange;
         req.on('data', countRequestBytes);
       }

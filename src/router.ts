@@ -23,6 +23,8 @@ export interface RouterDeps {
   readonly ownRoutes: ReadonlyMap<string, Handler>;
   /** While draining, every answer asks the client to close its connection. */
   readonly isDraining: () => boolean;
+  /** Idle timeout of a client connection while the proxy answers it itself; 0 = off. */
+  readonly clientIdleMs: number;
 }
 
 const NOT_FOUND = errorBody('not found');
@@ -58,11 +60,16 @@ function admit(req: IncomingMessage, res: ServerResponse, isDraining: () => bool
   return true;
 }
 
-export function createRequestListener({ classify, http, ownRoutes, isDraining }: RouterDeps) {
+export function createRequestListener({ classify, http, ownRoutes, isDraining, clientIdleMs }: RouterDeps) {
+  /** Arms the client idle timer, or (for a forwarded exchange, watched upstream) disarms it. */
+  const watchClient = (req: IncomingMessage, ms: number): void => {
+    if ((req.socket.timeout ?? 0) !== ms) req.socket.setTimeout(ms);
+  };
   return function onRequest(req: IncomingMessage, res: ServerResponse): void {
     const startedAt = performance.now();
-    if (!admit(req, res, isDraining)) return;
     const decision = classify(req.url ?? '');
+    watchClient(req, decision.kind === 'forward' ? 0 : clientIdleMs);
+    if (!admit(req, res, isDraining)) return;
     switch (decision.kind) {
       case 'forward':
         http.forward(req, res, decision.url, startedAt);

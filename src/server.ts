@@ -16,9 +16,16 @@ export interface ClientLimits {
   readonly idleTimeoutMs: number;
   /** Larger request heads get 431. */
   readonly maxHeaderSize: number;
+  /** The request listener arms the client idle timer itself, only on requests it does not forward. */
+  readonly idleSetByRouter?: boolean;
 }
 
 const CLIENT_IDLE_MARGIN_MS = 1_000;
+
+/** The client-side idle timeout: later than the upstream one, which should fire first and blame the right side. */
+export function clientIdleMs(limits: Pick<ClientLimits, 'idleTimeoutMs'>): number {
+  return limits.idleTimeoutMs === 0 ? 0 : limits.idleTimeoutMs + CLIENT_IDLE_MARGIN_MS;
+}
 
 export function createHttpServer({ onRequest, onUpgrade }: ServerListeners, limits: ClientLimits): Server {
   const server = createServer(
@@ -34,11 +41,13 @@ export function createHttpServer({ onRequest, onUpgrade }: ServerListeners, limi
     },
     onRequest,
   );
-  // Forwarded exchanges are watched on the upstream socket, which knows whom to blame; this later
-  // client-side timer catches the rest (a slow client on a non-forwarded path).
   // Node silently drops header lines past 2 000 (a `Connection` line among them); the byte limit bounds them instead.
   server.maxHeadersCount = 0;
-  server.timeout = limits.idleTimeoutMs === 0 ? 0 : limits.idleTimeoutMs + CLIENT_IDLE_MARGIN_MS;
+  // Forwarded exchanges are watched on the upstream socket, which knows whom to blame. The client-side
+  // idle timer catches the rest (a slow client on a path the proxy answers itself): on every connection
+  // of a server that never forwards, and set per request by the router where it does, since a socket
+  // timeout costs a timer refresh on every read and write of a forwarded exchange.
+  server.timeout = limits.idleSetByRouter === true ? 0 : clientIdleMs(limits);
   server.on('upgrade', onUpgrade);
   // CONNECT makes no sense for a reverse proxy; answer instead of silently dropping the socket.
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {

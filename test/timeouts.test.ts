@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { type Socket, connect, createServer as createNetServer } from 'node:net';
-import { request } from 'node:http';
+import { Agent, type IncomingMessage, request } from 'node:http';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { type Proxy, httpRequest, sampleValue, startProxy, startServer, startUpstream, until } from './helpers.js';
@@ -243,6 +243,34 @@ describe('timeouts watched by the sweep', () => {
     ws.send('still there');
     const echoed = await new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));
     expect(echoed).toBe('still there');
+  });
+});
+
+describe('client idle timeout', () => {
+  it('is armed on a client connection while the proxy answers it, and off while it forwards (watched upstream)', async () => {
+    const upstream = await startUpstream((_req, res) => res.end('ok'));
+    onTestFinished(upstream.close);
+    const proxy = await proxyTo(upstream.url, { idleTimeoutMs: 100 });
+    const seen: Array<[string, number | undefined]> = [];
+    // Runs after the router's listener, so it sees the socket timeout the router left for this request.
+    proxy.app.server.on('request', (req: IncomingMessage) => seen.push([req.url ?? '', req.socket.timeout]));
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    onTestFinished(() => agent.destroy());
+    for (const path of ['/elsewhere', '/api/x', '/metrics', '/api/y']) {
+      await new Promise<void>((resolve, reject) => {
+        request(`${proxy.url}${path}`, { agent }, (res) => {
+          res.resume();
+          res.on('end', resolve);
+        }).on('error', reject).end();
+      });
+    }
+    expect(seen).toEqual([
+      ['/elsewhere', 1_100],
+      ['/api/x', 0],
+      ['/metrics', 1_100],
+      ['/api/y', 0],
+    ]);
+    expect(new Set(upstream.seen.map((req) => req.socket.remotePort)).size).toBe(1);
   });
 });
 
