@@ -9,9 +9,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import WebSocket, { WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import { describe, expect, it } from 'vitest';
-import { type Proxy, echoHandler, httpRequest, startProxy, startUpstream } from './helpers.js';
+import { type Proxy, echoHandler, httpRequest, startProxy, startUpstream, wsSession } from './helpers.js';
 import { type RunningPrometheus, prometheusTools, startPrometheus } from './prometheus.js';
 
 const tools = prometheusTools();
@@ -189,21 +189,6 @@ function upstreamHandler(req: IncomingMessage, res: ServerResponse): void {
   echoHandler(req, res);
 }
 
-/** One WebSocket session through the proxy: `messages` echoed round trips, then a normal close. */
-async function wsSession(proxy: Proxy, messages: number): Promise<void> {
-  const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/api/chat`);
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
-  });
-  for (let i = 0; i < messages; i++) {
-    ws.send(`message ${i}`);
-    await new Promise((resolve) => ws.once('message', resolve));
-  }
-  const closed = new Promise((resolve) => ws.once('close', resolve));
-  ws.close(1000);
-  await closed;
-}
 
 /** Grafana's rendering of a multi-value variable in a regex matcher: `(a|b)`, each value regex-escaped for a PromQL string. */
 function grafanaRegex(values: readonly string[]): string {

@@ -7,6 +7,7 @@ import { type IncomingMessage, type RequestListener, type ServerResponse, create
 import { type AddressInfo, type Server as NetServer, type Socket, connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
+import WebSocket from 'ws';
 import { type App, type ProxyConfig, DEFAULTS, buildApp } from '../src/index.js';
 
 export interface Running {
@@ -217,4 +218,20 @@ export async function settle<T>(read: () => Promise<T>, accept: (value: T) => bo
     value = await read();
   }
   return value;
+}
+
+/** One WebSocket session through the proxy at `path`: `messages` echoed round trips, then a normal close. */
+export async function wsSession(proxy: Proxy, messages: number, path = '/api/chat'): Promise<void> {
+  const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}${path}`);
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  for (let i = 0; i < messages; i++) {
+    ws.send(`message ${i}`);
+    await new Promise((resolve) => ws.once('message', resolve));
+  }
+  const closed = new Promise((resolve) => ws.once('close', resolve));
+  ws.close(1000);
+  await closed;
 }

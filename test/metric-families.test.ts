@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { createRenderer } from '../src/exposition.js';
 import { CounterFamily, GaugeFamily, HistogramFamily } from '../src/metric-families.js';
 import { DEFAULT_DURATION_BUCKETS_SECONDS } from '../src/metrics-standard.js';
+import { random } from './fuzz-input.js';
 import { prometheusTools, promtoolCheckMetrics } from './prometheus.js';
 
 const OPENMETRICS = Registry.OPENMETRICS_CONTENT_TYPE;
@@ -181,17 +182,8 @@ function labelObject(names: readonly string[], values: readonly string[]): Recor
 // ---------------------------------------------------------------------------------------------------
 // 1. The same operations on prom-client's classes and on ours.
 
-/** mulberry32: a small seeded PRNG, so a failing sequence can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32, seeded, so a failing sequence can be replayed. */
+const prng = random;
 
 const pick = <T>(random: () => number, items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
 

@@ -9,10 +9,10 @@
  * `expect` and `onTestFinished` from their own context: the helpers take `onTestFinished` and throw.
  */
 import { type IncomingMessage, type ServerResponse, createServer, request } from 'node:http';
-import WebSocket, { WebSocketServer } from 'ws';
+import { WebSocketServer } from 'ws';
 import { type TestContext, describe, it } from 'vitest';
 import { DEFAULTS } from '../src/index.js';
-import { type Proxy, echoHandler, httpRequest, startProxy, startServer, startUpstream } from './helpers.js';
+import { type Proxy, echoHandler, httpRequest, startProxy, startServer, startUpstream, wsSession } from './helpers.js';
 import { type RunningPrometheus, prometheusTools, promtoolCheckMetrics, startPrometheus } from './prometheus.js';
 
 const tools = prometheusTools();
@@ -82,7 +82,7 @@ describe.skipIf(tools === undefined)('promtool check metrics', () => {
   it('finds nothing wrong with /metrics after traffic, but the legacy camelCase names', async ({ expect, onTestFinished }) => {
     const proxy = await setupProxy(onTestFinished);
     await send(proxy, { gets: 3, posts: 2, failures: 1 });
-    await wsSession(proxy, 2);
+    await wsSession(proxy, 2, '/api/chat/room-1');
     expect((await httpRequest(`${proxy.url}/api/x`, { method: 'HEAD' })).status).toBe(200);
 
     const { problems } = await promtoolCheckMetrics(await proxy.metrics());
@@ -118,21 +118,6 @@ describe.skipIf(tools === undefined)('a real Prometheus scraping the proxy', { c
   });
 });
 
-/** One WebSocket session through the proxy: `messages` echoed round trips, then a normal close. */
-async function wsSession(proxy: Proxy, messages: number): Promise<void> {
-  const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/api/chat/room-1`);
-  await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
-  });
-  for (let i = 0; i < messages; i++) {
-    ws.send(`message ${i}`);
-    await new Promise((resolve) => ws.once('message', resolve));
-  }
-  const closed = new Promise((resolve) => ws.once('close', resolve));
-  ws.close(1000);
-  await closed;
-}
 
 describe.skipIf(tools === undefined)('the standard family in a real Prometheus', { concurrent: true }, () => {
   it('separates proxy failures from upstream 5xx, keeps routes under budget, and carries exemplars', async ({ expect, onTestFinished }) => {
@@ -184,8 +169,8 @@ describe.skipIf(tools === undefined)('the standard family in a real Prometheus',
       await new Promise((r) => setTimeout(r, 50));
       req.destroy();
     }
-    await wsSession(proxy, 3);
-    await wsSession(proxy, 2);
+    await wsSession(proxy, 3, '/api/chat/room-1');
+    await wsSession(proxy, 2, '/api/chat/room-1');
     // a scanner
     for (let i = 0; i < 200; i++) await get(`/api/scan-${Math.random().toString(36).slice(2, 8)}/x`);
     await new Promise((r) => setTimeout(r, 100)); // let the abandoned requests close
