@@ -10,21 +10,12 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { DEFAULTS, VALUE_KEYS, fileKey, resolveConfig } from '../src/config.js';
 import { loadConfigFile, parseConfigText } from '../src/config-file.js';
-import { ConfigError } from '../src/errors.js';
+import { configError } from './helpers.js';
 import { ROOT } from './bin.js';
 
 const EXAMPLE = join(ROOT, 'config', 'metrics-proxy.example.yaml');
 const upstream = 'http://127.0.0.1:3000';
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 async function tempFile(name: string, text: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'metrics-proxy-config-'));

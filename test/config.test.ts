@@ -1,18 +1,9 @@
 import { AggregatorRegistry, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, envName, resolveConfig } from '../src/config.js';
-import { ConfigError } from '../src/errors.js';
+import { configError } from './helpers.js';
 import { createSloMetric } from '../src/metrics-slo.js';
 
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof ConfigError) return err;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('resolveConfig', () => {
   const upstream = 'http://127.0.0.1:3000';

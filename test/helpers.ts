@@ -8,7 +8,7 @@ import { type AddressInfo, type Server as NetServer, type Socket, connect } from
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
-import { type App, type ProxyConfig, DEFAULTS, buildApp } from '../src/index.js';
+import { type App, ConfigError, type ProxyConfig, DEFAULTS, buildApp } from '../src/index.js';
 
 export interface Running {
   readonly url: string;
@@ -234,4 +234,15 @@ export async function wsSession(proxy: Proxy, messages: number, path = '/api/cha
   const closed = new Promise((resolve) => ws.once('close', resolve));
   ws.close(1000);
   await closed;
+}
+
+/** The ConfigError `fn` throws; fails the test when it throws nothing or something else. */
+export function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
 }
