@@ -6,12 +6,11 @@
  * WebSocket sessions), and each must parse and return data. The variable queries (`label_values`) must
  * find the job and its instances. Skipped (with a message) where Prometheus is not installed.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
 import { describe, expect, it } from 'vitest';
-import { type Proxy, echoHandler, httpRequest, startProxy, startUpstream, wsSession } from './helpers.js';
+import { deadUpstreamUrl, failOrEchoHandler, httpRequest, startProxy, startUpstream, wsSession } from './helpers.js';
 import { type RunningPrometheus, prometheusTools, startPrometheus } from './prometheus.js';
 
 const tools = prometheusTools();
@@ -179,15 +178,6 @@ describe('the Grafana dashboard', () => {
   });
 });
 
-/** 500 under /api/fail, an echo everywhere else. */
-function upstreamHandler(req: IncomingMessage, res: ServerResponse): void {
-  if (req.url?.startsWith('/api/fail') === true) {
-    req.resume();
-    res.writeHead(500).end();
-    return;
-  }
-  echoHandler(req, res);
-}
 
 
 /** Grafana's rendering of a multi-value variable in a regex matcher: `(a|b)`, each value regex-escaped for a PromQL string. */
@@ -213,7 +203,7 @@ async function instantQuery(prometheus: RunningPrometheus, promql: string): Prom
 
 describe.skipIf(tools === undefined)('the Grafana dashboard against a real Prometheus scraping real proxies', () => {
   it('every panel query parses and returns data, and the variable queries find the job and its instances', async ({ onTestFinished }) => {
-    const upstream = await startUpstream(upstreamHandler);
+    const upstream = await startUpstream(failOrEchoHandler);
     const wss = new WebSocketServer({ server: upstream.server });
     wss.on('connection', (ws) => ws.on('message', (data) => ws.send(data)));
     onTestFinished(async () => {
@@ -223,9 +213,8 @@ describe.skipIf(tools === undefined)('the Grafana dashboard against a real Prome
     const proxy = await startProxy(upstream.url);
     onTestFinished(proxy.close);
     // a second instance of the job, whose service is down
-    const gone = await startUpstream(echoHandler);
-    await gone.close();
-    const orphan = await startProxy(gone.url);
+    const goneUrl = await deadUpstreamUrl();
+    const orphan = await startProxy(goneUrl);
     onTestFinished(orphan.close);
     const instances = [`127.0.0.1:${proxy.port}`, `127.0.0.1:${orphan.port}`];
     const prometheus = await startPrometheus({ scrapeIntervalSeconds: 1, targets: instances.map((address) => ({ job: JOB, address })) });

@@ -1,7 +1,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import type { ProxyConfig } from '../src/index.js';
-import { type Proxy, echoHandler, httpRequest, parseExposition, rawExchange, sampleValue, startProxy, startUpstream, until } from './helpers.js';
+import { type Proxy, echoHandler, httpRequest, parseExposition, rawExchange, sampleValue, startProxy, startUpstream, until, deadUpstreamUrl } from './helpers.js';
 
 async function setup(overrides: Partial<ProxyConfig> = {}, handler = echoHandler) {
   const upstream = await startUpstream(handler);
@@ -29,9 +29,8 @@ describe('health endpoints', () => {
   });
 
   it('reports not ready with a reason when the upstream is unreachable', async () => {
-    const gone = await startUpstream(echoHandler);
-    await gone.close();
-    const proxy = await startProxy(gone.url);
+    const goneUrl = await deadUpstreamUrl();
+    const proxy = await startProxy(goneUrl);
     onTestFinished(proxy.close);
     const ready = await httpRequest(`${proxy.url}/readyz`);
     expect(ready.status).toBe(503);

@@ -246,3 +246,20 @@ export function configError(fn: () => unknown): ConfigError {
   }
   throw new Error('expected a ConfigError');
 }
+
+/** An upstream answering 500 under /api/fail and echoing everywhere else. */
+export function failOrEchoHandler(req: IncomingMessage, res: ServerResponse): void {
+  if (req.url?.startsWith('/api/fail') === true) {
+    req.resume();
+    res.writeHead(500).end();
+    return;
+  }
+  echoHandler(req, res);
+}
+
+/** The address of an upstream that was listening and is gone: connections to it are refused. */
+export async function deadUpstreamUrl(): Promise<string> {
+  const gone = await startUpstream(echoHandler);
+  await gone.close();
+  return gone.url;
+}

@@ -14,6 +14,7 @@ import {
   settle,
   startUpstream,
   until,
+  deadUpstreamUrl,
 } from './helpers.js';
 
 const DURATION = 'http_server_request_duration_seconds';
@@ -60,9 +61,8 @@ describe('standard family (OpenTelemetry names)', () => {
     expect(durationCount(text, { http_route: '/api/x', http_response_status_code: '503', error_type: '503' })).toBe(1);
     expect(sampleValue(text, 'metrics_proxy_upstream_errors_total', { error_type: 'connect_refused' })).toBe(0);
 
-    const gone = await startUpstream(echoHandler);
-    await gone.close();
-    const unreachable = await startProxy(gone.url);
+    const goneUrl = await deadUpstreamUrl();
+    const unreachable = await startProxy(goneUrl);
     onTestFinished(unreachable.close);
     await httpRequest(`${unreachable.url}/api/x`);
     text = await unreachable.metrics();

@@ -12,7 +12,7 @@ import { type IncomingMessage, type ServerResponse, createServer, request } from
 import { WebSocketServer } from 'ws';
 import { type TestContext, describe, it } from 'vitest';
 import { DEFAULTS } from '../src/index.js';
-import { type Proxy, echoHandler, httpRequest, startProxy, startServer, startUpstream, wsSession } from './helpers.js';
+import { type Proxy, echoHandler, httpRequest, startProxy, startServer, startUpstream, wsSession, deadUpstreamUrl } from './helpers.js';
 import { type RunningPrometheus, prometheusTools, promtoolCheckMetrics, startPrometheus } from './prometheus.js';
 
 const tools = prometheusTools();
@@ -140,9 +140,8 @@ describe.skipIf(tools === undefined)('the standard family in a real Prometheus',
     const proxy = await startProxy(upstream.url, { upstreamTimeoutMs: 300, maxRoutes: 20, routes: ['/api/items/:id'] });
     onTestFinished(proxy.close);
     // and a second proxy whose service is down
-    const gone = await startUpstream(echoHandler);
-    await gone.close();
-    const orphan = await startProxy(gone.url);
+    const goneUrl = await deadUpstreamUrl();
+    const orphan = await startProxy(goneUrl);
     onTestFinished(orphan.close);
     const prometheus = await startPrometheus({
       scrapeIntervalSeconds: 1,

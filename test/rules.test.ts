@@ -8,14 +8,13 @@
  * labels fed through file discovery (Debian's Prometheus has no Kubernetes discovery).
  * Skipped (with a message) where Prometheus is not installed; CI installs it (.ci/run).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type TestContext, describe, it } from 'vitest';
 import { parse } from 'yaml';
-import { type Proxy, echoHandler, httpRequest, settle, startProxy, startUpstream } from './helpers.js';
+import { type Proxy, echoHandler, httpRequest, settle, startProxy, startUpstream, failOrEchoHandler, deadUpstreamUrl } from './helpers.js';
 import { type RunningPrometheus, prometheusTools, runPromtool, startPrometheus } from './prometheus.js';
 
 const tools = prometheusTools();
@@ -103,15 +102,6 @@ describe.skipIf(tools === undefined)('promtool on config/', { concurrent: true }
   });
 });
 
-/** 500 under /api/fail, an echo everywhere else. */
-function upstreamHandler(req: IncomingMessage, res: ServerResponse): void {
-  if (req.url?.startsWith('/api/fail') === true) {
-    req.resume();
-    res.writeHead(500).end();
-    return;
-  }
-  echoHandler(req, res);
-}
 
 interface ApiRule {
   name: string;
@@ -146,15 +136,14 @@ function describeAlerts(alerts: readonly ApiAlert[]): string[] {
 
 describe.skipIf(tools === undefined)('the rules in a real Prometheus scraping real proxies', { concurrent: true }, () => {
   it('record every series from the real metric names, and raise the alerts a failing upstream deserves', async ({ expect, onTestFinished }) => {
-    const upstream = await startUpstream(upstreamHandler);
+    const upstream = await startUpstream(failOrEchoHandler);
     onTestFinished(upstream.close);
     // A budget of two inferred routes, so that a third route overflows.
     const proxy = await startProxy(upstream.url, { maxRoutes: 2 });
     onTestFinished(proxy.close);
     // A second instance of the service, whose upstream is gone.
-    const gone = await startUpstream(echoHandler);
-    await gone.close();
-    const orphan = await startProxy(gone.url);
+    const goneUrl = await deadUpstreamUrl();
+    const orphan = await startProxy(goneUrl);
     onTestFinished(orphan.close);
     const prometheus = await startPrometheus({
       scrapeIntervalSeconds: 1,

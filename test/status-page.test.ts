@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import WebSocket, { WebSocketServer } from 'ws';
 import type { ProxyConfig } from '../src/index.js';
 import type { StatusSnapshot } from '../src/status.js';
-import { httpRequest, parseExposition, startProxy, startUpstream, until } from './helpers.js';
+import { httpRequest, parseExposition, startProxy, startUpstream, until, deadUpstreamUrl } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -163,14 +163,13 @@ describe('status.json', () => {
   });
 
   it('reports an unreachable upstream and a draining proxy', async () => {
-    const gone = await startUpstream((_req, res) => res.end());
-    await gone.close();
-    const proxy = await startProxy(gone.url, { drainDelayMs: 300, shutdownTimeoutMs: 1_000 });
+    const goneUrl = await deadUpstreamUrl();
+    const proxy = await startProxy(goneUrl, { drainDelayMs: 300, shutdownTimeoutMs: 1_000 });
     onTestFinished(proxy.close);
     expect((await status(proxy.url)).health).toEqual({
       ready: false,
       draining: false,
-      upstream: { url: `${gone.url}/`, reachable: false, msg: 'upstream unreachable: ECONNREFUSED' },
+      upstream: { url: `${goneUrl}/`, reachable: false, msg: 'upstream unreachable: ECONNREFUSED' },
     });
     const stopped = proxy.app.shutdown();
     expect((await status(proxy.url)).health).toMatchObject({ ready: false, draining: true });
@@ -388,9 +387,8 @@ describe.skipIf(!haveChromium)('the status page in headless Chromium', () => {
     expect(await page.locator('#routes-empty').textContent()).toContain('standard');
     expect(consoleErrors).toEqual([]);
 
-    const gone = await startUpstream((_req, res) => res.end());
-    await gone.close();
-    const orphan = await startProxy(gone.url);
+    const goneUrl = await deadUpstreamUrl();
+    const orphan = await startProxy(goneUrl);
     onTestFinished(orphan.close);
     const down = await open(browser, `${orphan.url}/status`);
     await waitFor(down.page, 'the upstream-down badge', ['#health[data-state="down"]']);

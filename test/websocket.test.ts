@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { type Proxy, rawExchange, sampleValue, settle, startProxy, startServer, startUpstream, until } from './helpers.js';
+import { type Proxy, rawExchange, sampleValue, settle, startProxy, startServer, startUpstream, until, deadUpstreamUrl } from './helpers.js';
 
 /** A WebSocket echo upstream; `sessions` holds the server side of each open session. */
 async function startWsUpstream() {
@@ -103,9 +103,8 @@ describe('websocket', () => {
   });
 
   it('answers 502 to an upgrade when the upstream is down, and counts a ws error', async () => {
-    const gone = await startUpstream(() => {});
-    await gone.close();
-    const proxy = await proxyTo(gone.url);
+    const goneUrl = await deadUpstreamUrl();
+    const proxy = await proxyTo(goneUrl);
     expect(await refusedStatus(`${proxy.url.replace('http', 'ws')}/api/socket`)).toBe(502);
     const metrics = await proxy.metrics();
     expect(sampleValue(metrics, 'apiErrorCount', { type: 'ws' })).toBe(1);
