@@ -7,7 +7,7 @@ import { Agent as HttpAgent, type Server } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { isIP } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import httpProxy from 'http-proxy';
+import { createProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createBearerCheck } from './bearer.js';
@@ -115,7 +115,7 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   const isDraining = (): boolean => health.draining;
   const agent = createUpstreamAgent(config.upstream);
   // No `xfwd`, no `changeOrigin`: headers.ts owns the header rules, and the Host the client sent is kept.
-  const proxy = httpProxy.createProxyServer({ target: config.upstream.href, agent, ws: true });
+  const proxy = createProxyServer({ target: config.upstream.href, agent, ws: true });
   const timeouts = { connectMs: config.connectTimeoutMs, responseMs: config.upstreamTimeoutMs, idleMs: config.idleTimeoutMs };
   const guard = createTimeoutGuard(timeouts, blameIdle);
   const http = createHttpForwarder({ proxy, metrics, log: logger, guard, isDraining });

@@ -10,7 +10,7 @@ import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import type httpProxy from 'http-proxy';
+import type { ErrorCallback, ProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { prepareRequestHeaders, prepareResponseHeaders } from './headers.js';
 import type { MetricsRecorder } from './metrics.js';
@@ -18,7 +18,7 @@ import { errorBody, sendJson } from './respond.js';
 import { type UpstreamFailure, classifyUpstreamError } from './upstream-errors.js';
 
 export interface HttpForwarderDeps {
-  readonly proxy: httpProxy;
+  readonly proxy: ProxyServer;
   readonly metrics: MetricsRecorder;
   readonly log: Logger;
   /** Arms connect/response/idle timers on each upstream request. */
@@ -60,7 +60,7 @@ const PENDING = Symbol('metrics-proxy.pending-exchanges');
 type TrackedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
 type TrackedMessage = (ClientRequest | IncomingMessage) & { [EXCHANGE_OF]?: Exchange };
 type TrackedSocket = Socket & { [PENDING]?: Set<Exchange> };
-type WebWithCallback = (req: IncomingMessage, res: ServerResponse, callback: httpProxy.ErrorCallback) => void;
+type WebWithCallback = (req: IncomingMessage, res: ServerResponse, callback: ErrorCallback) => void;
 
 const PROTOCOL_FAILURE = classifyUpstreamError({ code: 'HPE_INVALID_STATUS' });
 const RESET_FAILURE = classifyUpstreamError({ code: 'ECONNRESET' });

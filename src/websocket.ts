@@ -9,7 +9,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import type httpProxy from 'http-proxy';
+import type { ErrorCallback, ProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { prepareRequestHeaders } from './headers.js';
 import type { MetricsRecorder } from './metrics.js';
@@ -19,7 +19,7 @@ import { GOING_AWAY, closeFrame, expectedAccept } from './ws-frames.js';
 import { closeCodeLabel, createFrameInspector } from './ws-inspector.js';
 
 export interface WebSocketForwarderDeps {
-  readonly proxy: httpProxy;
+  readonly proxy: ProxyServer;
   readonly metrics: MetricsRecorder;
   readonly log: Logger;
   /** Arms connect/response timers on the upstream handshake request. */
@@ -266,7 +266,7 @@ export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocke
       };
       req.url = url;
       prepareRequestHeaders(req, true);
-      proxy.ws(req, socket, head, {}, onProxyError as httpProxy.ErrorCallback);
+      proxy.ws(req, socket, head, {}, onProxyError as ErrorCallback);
     },
   };
 }
