@@ -131,8 +131,14 @@ export function createTimeoutGuard(timeouts: UpstreamTimeouts, blameIdle: IdleBl
   }
 
   function watchConnect(proxyReq: ClientRequest): void {
+    if (connectMs <= 0) return;
     const socket = proxyReq.socket as (Socket & { encrypted?: boolean }) | null;
-    if (socket === null || !socket.connecting || connectMs <= 0) return;
+    if (socket === null) {
+      // http-proxy announces an upgrade request before the agent has given it a socket.
+      proxyReq.once('socket', () => watchConnect(proxyReq));
+      return;
+    }
+    if (!socket.connecting) return;
     const timer = setTimeout(fail, connectMs, proxyReq, 'MP_ERR_CONNECT_TIMEOUT', connectMs);
     const clear = (): void => clearTimeout(timer);
     // TLS counts as part of connecting: wait for the handshake, not just TCP.
