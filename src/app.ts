@@ -162,9 +162,8 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
     : undefined;
 
   async function closeAll(graceMs: number): Promise<void> {
-    const closing = closeServer(server, graceMs);
-    websocket.closeAll();
-    await closing;
+    // Upgraded sockets keep server.close() waiting: the WebSocket drain ends them within the same grace.
+    await Promise.all([closeServer(server, graceMs), websocket.closeAll(graceMs)]);
     if (adminServer !== undefined) await closeServer(adminServer, 1_000);
     guard.close();
     proxy.close();

@@ -20,7 +20,13 @@ export interface FrameEvents {
 }
 
 export interface FrameInspector {
-  push(chunk: Buffer): void;
+  /**
+   * Reads `chunk`. With `stopAtFrameEnd`, reading stops right after the first frame that ends in
+   * it (a drain cuts the relay there); returns how many bytes were read.
+   */
+  push(chunk: Buffer, stopAtFrameEnd?: boolean): number;
+  /** No frame is half-way through: a frame the proxy writes now cannot split one. */
+  readonly atFrameBoundary: boolean;
   readonly broken: boolean;
 }
 
@@ -28,6 +34,8 @@ const enum State {
   Header,
   Payload,
   CloseCode,
+  /** The close frame's reason text: skipped, so the frame's end is known. */
+  CloseReason,
   Done,
 }
 
@@ -58,6 +66,8 @@ export function createFrameInspector(masked: boolean, events: FrameEvents): Fram
   let messageBytes = 0;
   let codeBytes = 0;
   let code = 0;
+  /** Set when a frame has just ended, for push(…, stopAtFrameEnd). */
+  let frameEnded = false;
 
   function fail(): void {
     broken = true;
@@ -109,6 +119,7 @@ export function createFrameInspector(masked: boolean, events: FrameEvents): Fram
     if (opcode === OP_CLOSE) {
       if (length === 0) {
         state = State.Done;
+        frameEnded = true;
         events.onClose(NO_STATUS);
       } else if (length === 1) {
         fail(); // a close body starts with a 2-byte code
@@ -130,6 +141,7 @@ export function createFrameInspector(masked: boolean, events: FrameEvents): Fram
 
   function endFrame(): void {
     state = State.Header;
+    frameEnded = true;
     if (!completesMessage) return;
     completesMessage = false;
     const bytes = messageBytes;
@@ -137,10 +149,11 @@ export function createFrameInspector(masked: boolean, events: FrameEvents): Fram
     events.onMessage(bytes);
   }
 
-  function parse(chunk: Buffer): void {
+  /** Reads bytes from `pos`; returns where it stopped (the end, or right after a frame when asked). */
+  function parse(chunk: Buffer, pos: number, stopAtFrameEnd: boolean): number {
     const end = chunk.length;
-    let pos = 0;
-    while (pos < end) {
+    frameEnded = false;
+    while (pos < end && !(stopAtFrameEnd && frameEnded)) {
       switch (state) {
         case State.Header: {
           header[headerLength++] = chunk[pos++] as number;
@@ -155,32 +168,53 @@ export function createFrameInspector(masked: boolean, events: FrameEvents): Fram
           if (remaining === 0) endFrame();
           break;
         }
-        case State.CloseCode: {
-          let byte = chunk[pos++] as number;
-          // A control frame's length fits in 7 bits, so its mask key is always header[2..5].
-          if (maskBit !== 0) byte ^= header[2 + codeBytes] as number;
-          code = (code << 8) | byte;
-          if (++codeBytes === 2) {
-            state = State.Done;
-            events.onClose(code);
-          }
+        case State.CloseCode:
+          readCloseCode(chunk[pos++] as number);
+          break;
+        case State.CloseReason: {
+          const step = Math.min(remaining, end - pos);
+          pos += step;
+          remaining -= step;
+          if (remaining === 0) endCloseFrame();
           break;
         }
         case State.Done:
-          return;
+          return end;
       }
     }
+    return pos;
+  }
+
+  function readCloseCode(raw: number): void {
+    // A control frame's length fits in 7 bits, so its mask key is always header[2..5].
+    const byte = maskBit === 0 ? raw : raw ^ (header[2 + codeBytes] as number);
+    code = (code << 8) | byte;
+    if (++codeBytes < 2) return;
+    remaining -= 2;
+    events.onClose(code);
+    if (remaining === 0) endCloseFrame();
+    else state = State.CloseReason;
+  }
+
+  /** Nothing a peer sends after its close frame is a frame. */
+  function endCloseFrame(): void {
+    state = State.Done;
+    frameEnded = true;
   }
 
   return {
-    push(chunk) {
-      if (state === State.Done) return;
+    push(chunk, stopAtFrameEnd = false) {
+      if (state === State.Done) return chunk.length;
       try {
-        parse(chunk);
+        return parse(chunk, 0, stopAtFrameEnd);
       } catch {
         // Only a throwing callback can land here; stop watching rather than break the relay.
         fail();
+        return chunk.length;
       }
+    },
+    get atFrameBoundary() {
+      return (state === State.Header && headerLength === 0) || (state === State.Done && !broken);
     },
     get broken() {
       return broken;

@@ -1,0 +1,354 @@
+/**
+ * One WebSocket session, from the client's upgrade request to the moment both
+ * sockets are closed. It is the one object that holds the session's state and
+ * the one place that records it:
+ *
+ * - the handshake counts once as a request (apiCount, apiDuration), with the
+ *   status the client got: 101, the upstream's refusal, 502/504 when the
+ *   upstream could not be reached, 499 when the client gave up, 503 when the
+ *   proxy shut down first;
+ * - an open session ends exactly once, however it ends (a close frame, a FIN,
+ *   an RST, an error, the idle timeout, shutdown): both sockets are closed,
+ *   the live count goes down and the duration is recorded with the close code
+ *   (1006 when no close frame crossed).
+ *
+ * A session that is ending (one side closed or half-closed, or the proxy sent
+ * its close frames) gets CLOSE_GRACE_MS without a byte moving before both
+ * sockets are cut, like HAProxy's `timeout client-fin`: a peer that never
+ * closes its side cannot hold a file descriptor for ever.
+ */
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { MetricsRecorder } from './metrics.js';
+import { errorBody, sendJsonOnSocket } from './respond.js';
+import { type UpstreamFailure, classifyUpstreamError } from './upstream-errors.js';
+import { closeFrame, expectedAccept } from './ws-frames.js';
+import { type FrameEvents, closeCodeLabel, createFrameInspector } from './ws-inspector.js';
+import { Relay } from './ws-relay.js';
+
+export interface SessionDeps {
+  readonly metrics: MetricsRecorder;
+  readonly log: Logger;
+  /** No bytes either way for this long closes an open session; 0 = off. */
+  readonly idleTimeoutMs: number;
+  /** The upstream's 101 was accepted: call `open()` once http-proxy has set the session's sockets up. */
+  readonly awaitOpen: (upstream: Socket, session: WebSocketSession) => void;
+  /** Both sockets are closed and everything is recorded. */
+  readonly ended: (session: WebSocketSession) => void;
+}
+
+/** What the session needs to know of the client's upgrade request. */
+export interface UpgradeRequest {
+  readonly method: string | undefined;
+  /** The forwarded path without query, for the route label. */
+  readonly path: string;
+  readonly key: string | undefined;
+  readonly traceparent: string | undefined;
+  /** performance.now() when the request arrived. */
+  readonly startedAt: number;
+}
+
+type Phase = 'handshake' | 'open' | 'ending' | 'ended';
+
+/** What nginx, Traefik and Caddy record for a request whose client went away first. */
+const CLIENT_CLOSED_REQUEST = 499;
+/** How long an ending session may go without a byte moving before both sockets are cut. */
+export const CLOSE_GRACE_MS = 1_000;
+/** Client bytes buffered before the upstream's 101 (clients should send none); beyond this, reading pauses. */
+const MAX_EARLY_BYTES = 64 * 1024;
+const PROTOCOL_FAILURE = classifyUpstreamError({ code: 'HPE_INVALID_STATUS' });
+
+export class WebSocketSession {
+  private phase: Phase = 'handshake';
+  private proxyReq: ClientRequest | undefined;
+  private upstream: Socket | undefined;
+  private handshakeRecorded = false;
+  private errorCounted = false;
+  /** The upstream closed its side first: a failed write to it afterwards is part of a normal close. */
+  private upstreamEnded = false;
+  /** Client bytes read during the handshake, relayed first once the session opens. */
+  private readonly early: Buffer[] = [];
+  private earlyBytes = 0;
+  /** Close with this code as soon as the handshake completes (a drain began during it). */
+  private closeOnOpen: number | undefined;
+  private closeCode: number | undefined;
+  private openedAt = 0;
+  private route = '';
+  private toUpstream: Relay | undefined;
+  private toClient: Relay | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private lastBytes = -1;
+  private socketsClosed = 0;
+
+  constructor(
+    readonly client: Socket,
+    private readonly request: UpgradeRequest,
+    private readonly deps: SessionDeps,
+  ) {
+    client.on('data', this.onEarlyData);
+    client.on('end', this.onClientEndDuringHandshake);
+    client.on('close', this.onClientClose);
+  }
+
+  get upstreamSocket(): Socket | undefined {
+    return this.upstream;
+  }
+
+  get isOpen(): boolean {
+    return this.phase === 'open' || this.phase === 'ending';
+  }
+
+  /** http-proxy created the upstream upgrade request. */
+  upstreamRequested(proxyReq: ClientRequest): void {
+    this.proxyReq = proxyReq;
+    if (this.phase !== 'handshake') {
+      proxyReq.destroy();
+      return;
+    }
+    // Registered before http-proxy's own listeners: these run first.
+    proxyReq.once('upgrade', this.onUpgrade);
+    proxyReq.once('response', this.onRefused);
+  }
+
+  private readonly onUpgrade = (proxyRes: IncomingMessage, upstream: Socket): void => {
+    this.upstream = upstream;
+    const accept = proxyRes.headers['sec-websocket-accept'];
+    if (this.request.key !== undefined && accept !== expectedAccept(this.request.key)) {
+      // A 101 that does not prove the upstream speaks WebSocket: never let a blind tunnel open.
+      this.deps.log.warn('upstream answered 101 with a wrong Sec-WebSocket-Accept');
+      upstream.destroy();
+      this.failHandshake(PROTOCOL_FAILURE);
+      return;
+    }
+    this.recordHandshake(101);
+    this.deps.awaitOpen(upstream, this);
+  };
+
+  /** Not a 101: http-proxy relays the upstream's answer as is; for us the handshake failed. */
+  private readonly onRefused = (proxyRes: IncomingMessage): void => {
+    this.countError();
+    const status = proxyRes.statusCode ?? 502;
+    this.recordHandshake(status, status >= 500 ? String(status) : '');
+    this.deps.log.warn({ status, path: this.request.path }, 'upstream refused the websocket upgrade');
+    this.phase = 'ended';
+    this.deps.ended(this);
+  };
+
+  /**
+   * http-proxy has written the 101 and piped the two sockets. The pipes are replaced by relays that
+   * know where frames end; nothing has flowed yet (the pipes start on the next tick), so the bytes
+   * that came with the 101 and those the client sent early are the first ones relayed.
+   */
+  open(): void {
+    const { client, upstream } = this;
+    if (upstream === undefined || this.phase !== 'handshake' || client.destroyed) {
+      upstream?.destroy();
+      client.destroy();
+      return;
+    }
+    this.phase = 'open';
+    upstream.unpipe(client);
+    client.unpipe(upstream);
+    client.off('data', this.onEarlyData);
+    client.off('end', this.onClientEndDuringHandshake);
+    client.on('end', this.beginEnding);
+    upstream.on('end', this.onUpstreamEnd);
+    upstream.on('close', this.onUpstreamClose);
+    this.startRelays(client, upstream);
+    this.watchIdle(client);
+    if (this.closeOnOpen !== undefined) this.close(this.closeOnOpen);
+  }
+
+  private startRelays(client: Socket, upstream: Socket): void {
+    const { metrics } = this.deps;
+    const onClose = (code: number): void => {
+      this.closeCode ??= code;
+    };
+    let fromClient: FrameEvents = { onMessage: () => {}, onClose };
+    let fromUpstream: FrameEvents = fromClient;
+    if (metrics.inspectsSessions) {
+      const route = metrics.routeOf(this.request.path);
+      this.route = route;
+      fromClient = { onMessage: (bytes) => metrics.sessionMessage(route, 'upstream', bytes), onClose };
+      fromUpstream = { onMessage: (bytes) => metrics.sessionMessage(route, 'downstream', bytes), onClose };
+      metrics.sessionOpened(route);
+    }
+    this.openedAt = performance.now();
+    this.toUpstream = new Relay(client, upstream, createFrameInspector(true, fromClient));
+    this.toClient = new Relay(upstream, client, createFrameInspector(false, fromUpstream));
+    this.toClient.start();
+    this.toUpstream.start(this.early);
+    this.early.length = 0;
+  }
+
+  private watchIdle(client: Socket): void {
+    const { idleTimeoutMs, log } = this.deps;
+    if (idleTimeoutMs <= 0) return;
+    // Bytes either way cross the client socket (read from it, or written to it), so its timer covers both.
+    client.setTimeout(idleTimeoutMs);
+    client.once('timeout', () => {
+      log.info({ idleTimeoutMs }, 'closing idle websocket session');
+      this.close(1001);
+    });
+  }
+
+  /**
+   * Ends the session with `code` (1001 on shutdown and idle): each direction stops at its next frame
+   * boundary and the peer gets a close frame. A session still in its handshake closes once it opens.
+   */
+  close(code: number): void {
+    if (this.phase === 'handshake') {
+      this.closeOnOpen = code;
+      return;
+    }
+    if (this.phase !== 'open') return;
+    this.closeCode ??= code;
+    this.toClient?.stopAtFrameBoundary(closeFrame(code, false));
+    this.toUpstream?.stopAtFrameBoundary(closeFrame(code, true));
+    this.beginEnding();
+  }
+
+  /** Out of time (the shutdown deadline): a handshake still waiting is answered 503, an open session is cut. */
+  abort(): void {
+    if (this.phase === 'handshake') {
+      this.proxyReq?.destroy();
+      this.recordHandshake(503);
+      this.phase = 'ended';
+      sendJsonOnSocket(this.client, 503, errorBody('proxy is shutting down'));
+      this.deps.ended(this);
+      return;
+    }
+    this.client.destroy();
+    this.upstream?.destroy();
+  }
+
+  /** The upstream request or socket failed (http-proxy's error callback). */
+  upstreamFailed(err: Error): void {
+    if (this.phase === 'handshake') {
+      this.failHandshake(classifyUpstreamError(err), err);
+      return;
+    }
+    if (this.phase === 'ended') return;
+    if (this.upstreamEnded) {
+      // The upstream closed first and the client's last frames found the door shut: a normal end.
+      this.deps.log.debug({ err, path: this.request.path }, 'websocket closed by upstream while the client was sending');
+      return;
+    }
+    this.countError();
+    this.deps.log.warn({ err, path: this.request.path }, 'websocket upstream connection failed');
+  }
+
+  private failHandshake(failure: UpstreamFailure, err?: Error): void {
+    this.countError();
+    this.deps.metrics.recordUpstreamFailure(failure.kind);
+    this.recordHandshake(failure.status, failure.kind);
+    if (err !== undefined) this.deps.log.error({ err, kind: failure.kind, path: this.request.path }, 'websocket upgrade to upstream failed');
+    this.phase = 'ended';
+    sendJsonOnSocket(this.client, failure.status, errorBody(failure.msg));
+    this.deps.ended(this);
+  }
+
+  private readonly onEarlyData = (chunk: Buffer): void => {
+    this.early.push(chunk);
+    this.earlyBytes += chunk.length;
+    if (this.earlyBytes >= MAX_EARLY_BYTES) this.client.pause();
+  };
+
+  /** A client that half-closes before the 101 has given up waiting. */
+  private readonly onClientEndDuringHandshake = (): void => {
+    this.client.destroy();
+  };
+
+  private readonly onClientClose = (): void => {
+    if (this.phase === 'ended') return;
+    if (this.phase === 'handshake') {
+      // The client gave up during the handshake: stop the upstream request, count the attempt, no error.
+      this.phase = 'ended';
+      this.proxyReq?.destroy();
+      this.recordHandshake(CLIENT_CLOSED_REQUEST);
+      this.deps.ended(this);
+      return;
+    }
+    this.socketClosed(this.upstream);
+  };
+
+  private readonly onUpstreamEnd = (): void => {
+    this.upstreamEnded = true;
+    this.beginEnding();
+  };
+
+  private readonly onUpstreamClose = (): void => {
+    this.socketClosed(this.client);
+  };
+
+  /** One socket closed: the other is told (FIN after what is queued) and the session ends when both are closed. */
+  private socketClosed(other: Socket | undefined): void {
+    this.socketsClosed += 1;
+    if (this.socketsClosed === 2) {
+      this.finish();
+      return;
+    }
+    if (other !== undefined && other.writable) other.end();
+    this.beginEnding();
+  }
+
+  /** From here the session has CLOSE_GRACE_MS of silence to finish before its sockets are cut. */
+  private readonly beginEnding = (): void => {
+    if (this.phase !== 'open') return;
+    this.phase = 'ending';
+    this.lastBytes = this.bytesMoved();
+    this.lingerTimer = setInterval(this.cutIfSilent, CLOSE_GRACE_MS);
+    this.lingerTimer.unref();
+  };
+
+  private readonly cutIfSilent = (): void => {
+    const bytes = this.bytesMoved();
+    if (bytes !== this.lastBytes) {
+      this.lastBytes = bytes;
+      return;
+    }
+    this.client.destroy();
+    this.upstream?.destroy();
+  };
+
+  private bytesMoved(): number {
+    const { client, upstream } = this;
+    return client.bytesRead + client.bytesWritten + (upstream === undefined ? 0 : upstream.bytesRead + upstream.bytesWritten);
+  }
+
+  private finish(): void {
+    if (this.phase === 'ended') return;
+    this.phase = 'ended';
+    if (this.lingerTimer !== undefined) clearInterval(this.lingerTimer);
+    if (this.deps.metrics.inspectsSessions) {
+      const seconds = (performance.now() - this.openedAt) / 1000;
+      this.deps.metrics.sessionClosed(this.route, closeCodeLabel(this.closeCode), seconds);
+    }
+    this.deps.ended(this);
+  }
+
+  private countError(): void {
+    if (this.errorCounted) return;
+    this.errorCounted = true;
+    this.deps.metrics.recordError('ws');
+  }
+
+  /** The handshake is the request: recorded once, with the status the client got. */
+  private recordHandshake(status: number, errorType = ''): void {
+    if (this.handshakeRecorded) return;
+    this.handshakeRecorded = true;
+    const { request } = this;
+    this.deps.metrics.recordRequest({
+      method: request.method,
+      path: request.path,
+      status,
+      errorType,
+      durationMs: performance.now() - request.startedAt,
+      requestBytes: 0,
+      responseBytes: 0,
+      traceparent: request.traceparent,
+    });
+  }
+}
