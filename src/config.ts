@@ -25,6 +25,7 @@ import {
   parseLogLevel,
   parseMillis,
   parsePort,
+  parsePositiveMillis,
   parseRoutePath,
   parseRatio,
   parseUpstream,
@@ -57,6 +58,10 @@ export interface Config {
   readonly wsIdleTimeoutMs: number;
   /** Idle client keep-alive connections are closed after this (above load balancers' 60 s). */
   readonly keepAliveTimeoutMs: number;
+  /** Idle upstream connections are closed after this unless the upstream's `Keep-Alive: timeout=` says sooner. */
+  readonly upstreamKeepAliveTimeoutMs: number;
+  /** Connections to the upstream at most; further requests wait for one (bounded by the response timeout). */
+  readonly upstreamMaxConnections: number;
   /** Larger request heads get 431. */
   readonly maxHeaderSize: number;
   /** After SIGTERM: keep serving this long (readiness already 503) before refusing new connections. */
@@ -126,6 +131,8 @@ export const DEFAULTS = Object.freeze({
   idleTimeoutMs: 300_000,
   wsIdleTimeoutMs: 0,
   keepAliveTimeoutMs: 65_000,
+  upstreamKeepAliveTimeoutMs: 4_000,
+  upstreamMaxConnections: 256,
   maxHeaderSize: 16_384,
   drainDelayMs: 0,
   shutdownTimeoutMs: 25_000,
@@ -204,6 +211,17 @@ export const OPTIONS: { readonly [K in ValueKey]: OptionSpec<K> } = {
     flag: '--keep-alive-timeout <ms>',
     description: 'close idle client keep-alive connections after this; keep it above your load balancer\'s idle timeout',
     parse: parseMillis,
+  },
+  upstreamKeepAliveTimeoutMs: {
+    flag: '--upstream-keep-alive-timeout <ms>',
+    description:
+      'close idle upstream connections after this, unless the upstream\'s Keep-Alive: timeout= hint says sooner; keep it below the upstream\'s own idle timeout',
+    parse: parsePositiveMillis,
+  },
+  upstreamMaxConnections: {
+    flag: '--upstream-max-connections <n>',
+    description: 'connections to the upstream at most; further requests wait for a free one, within the upstream timeout',
+    parse: parseCount,
   },
   maxHeaderSize: {
     flag: '--max-header-size <bytes>',

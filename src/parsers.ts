@@ -135,6 +135,16 @@ export function parseMillis(raw: string, source: string): number {
   return ms;
 }
 
+/** Milliseconds where 0 would mean nothing sensible (a timer that must run). */
+export function parsePositiveMillis(raw: string, source: string): number {
+  const text = raw.trim();
+  const ms = /^\d{1,10}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(ms) || ms < 1 || ms > 2_147_483_647) {
+    throw invalid(source, raw, 'expected a whole number of milliseconds, 1 or more');
+  }
+  return ms;
+}
+
 /** A size in bytes, within Node's limits for header sizes. */
 export function parseHeaderSize(raw: string, source: string): number {
   const text = raw.trim();
