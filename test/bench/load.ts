@@ -1,15 +1,13 @@
 /**
- * The load generators, all in this (the bench's) process:
- * - `saturate`: autocannon 8, closed loop, N connections as fast as the target answers;
+ * The load generators that run in this (the bench's) process, pinned with it to the load core;
+ * saturation runs use wrk instead (wrk.ts):
  * - `paced`: an open-loop fixed rate on node:http with a keep-alive agent (see below for why
- *   not autocannon's overallRate);
- * - `wsEcho`: N `ws` clients each doing sequential echo round trips.
- * Latency percentiles come from every sample (sub-millisecond), not autocannon's histogram,
- * which records whole milliseconds only (lowestDiscernibleValue 1).
+ *   not autocannon's overallRate, and wrk2 is not packaged in Debian);
+ * - `wsEcho`: N `ws` clients each doing sequential echo round trips (wrk speaks no WebSocket).
+ * Latency percentiles come from every sample, to the microsecond.
  */
 import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import autocannon from 'autocannon';
 import WebSocket from 'ws';
 import { type Latency, Samples } from './stats.js';
 
@@ -19,41 +17,6 @@ export interface Measured extends Latency {
   readonly ops: number;
   /** Connection errors, timeouts, non-2xx answers. */
   readonly errors: number;
-  /** CPU time of the target's processes per operation, µs (filled in by the bench; not for `direct`). */
-  readonly cpuUsPerOp?: number;
-}
-
-export interface SaturateOptions {
-  readonly connections: number;
-  readonly durationS: number;
-  readonly method?: string;
-  readonly body?: Buffer;
-  readonly headers?: Record<string, string>;
-}
-
-export async function saturate(url: string, options: SaturateOptions): Promise<Measured> {
-  const latencies = new Samples();
-  let failed = 0;
-  const instance = autocannon({
-    url,
-    connections: options.connections,
-    duration: options.durationS,
-    timeout: 10,
-    ...(options.method === undefined ? {} : { method: options.method }),
-    ...(options.body === undefined ? {} : { body: options.body }),
-    ...(options.headers === undefined ? {} : { headers: options.headers }),
-  });
-  instance.on('response', (_client, statusCode, _bytes, responseTime) => {
-    if (statusCode >= 200 && statusCode < 300) latencies.push(responseTime);
-    else failed += 1;
-  });
-  const result = await instance;
-  return {
-    rate: latencies.length / result.duration,
-    ops: latencies.length,
-    errors: result.errors + failed,
-    ...latencies.latency(),
-  };
 }
 
 export interface PacedOptions {

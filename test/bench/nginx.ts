@@ -1,7 +1,8 @@
 /**
- * nginx, when the Debian package is installed: as the native reverse-proxy yardstick, and as
- * the fast fixed-response upstream. Each instance gets a config written into its own temp
- * directory and runs in the foreground (`daemon off`), so the bench owns it by pid.
+ * nginx, when the Debian package is installed (nginx-light is enough): as the native
+ * reverse-proxy yardstick, and as the fast fixed-response upstream. Each instance gets a config
+ * written into its own temp directory and runs in the foreground (`daemon off`), so the bench
+ * owns it by pid.
  * One worker process, to compare with one Node process; upstream keep-alive as a production
  * config would have it; request bodies streamed (`proxy_request_buffering off`) like ours.
  */
@@ -90,10 +91,14 @@ export interface NginxProcess extends Spawned {
   readonly url: string;
 }
 
-/** Writes the config made by `config(dir, port)` into a fresh temp dir and starts nginx on a free port. */
+/**
+ * Writes the config made by `config(dir, port)` into a fresh temp dir and starts nginx on a free
+ * port, behind `prefix` (`taskset -c N`: master and worker inherit the core).
+ */
 export async function startNginx(
   binary: NginxBinary,
   config: (dir: string, port: number) => string,
+  prefix: readonly string[],
   files: Record<string, Buffer> = {},
 ): Promise<NginxProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'mp-bench-nginx-'));
@@ -107,6 +112,7 @@ export async function startNginx(
       cwd: dir,
       listeningLines: 0,
       readyPort: port,
+      prefix,
     });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });

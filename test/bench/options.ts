@@ -1,12 +1,16 @@
 /** Command-line options of `npm run bench`. */
 import { parseArgs } from 'node:util';
 import { SCENARIO_IDS, type ScenarioId } from './scenarios.js';
-import { DEFAULT_TARGETS, TARGET_IDS, type TargetId } from './targets.js';
+import { DEFAULT_TARGETS, NODE_TARGETS, TARGET_IDS, type TargetId } from './targets.js';
 
 export type UpstreamChoice = 'auto' | 'node' | 'nginx';
 
 export interface BenchOptions {
   readonly quick: boolean;
+  /** --profile: instead of the bench, a CPU profile of each target under the small-GET load. */
+  readonly profile: boolean;
+  /** False with --no-pin: everything unpinned (for a machine with one core). */
+  readonly pin: boolean;
   readonly rounds: number;
   /** Seconds of measurement per cell. */
   readonly durationS: number;
@@ -17,7 +21,7 @@ export interface BenchOptions {
   readonly upstream: UpstreamChoice;
   readonly targets: readonly TargetId[];
   readonly scenarios: readonly ScenarioId[];
-  /** False with --no-nginx: run as if nginx were not installed. */
+  /** False with --no-nginx: run as if nginx were not installed (Node upstream, no nginx target). */
   readonly nginx: boolean;
   /** Skip the one-off resource measurements (idle connections, 1 GiB streaming). */
   readonly resources: boolean;
@@ -27,11 +31,13 @@ export interface BenchOptions {
 
 export const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--rate R]
                         [--upstream auto|node|nginx] [--targets a,b,...] [--scenarios a,b,...]
-                        [--no-nginx] [--no-resources]
+                        [--no-nginx] [--no-resources] [--no-pin]
+       npm run bench -- --profile [--duration S] [--targets mp,bare,...]
 
-  --quick            smoke check: 1 round, 2 s cells, 256 MiB streamed instead of 1 GiB
+  --quick            smoke check: 1 round, 2 s cells after 1 s of warm-up, 256 MiB streamed
+                     instead of 1 GiB (about 2 minutes; the numbers are only indicative)
   --rounds N         interleaved rounds; each figure is the median over rounds (default 3)
-  --duration S       seconds measured per cell, after a warm-up of min(0.5, S/4) s (default 4)
+  --duration S       whole seconds measured per cell, after 1 s of warm-up (default 5)
   --rate R           offered rate of the fixed-rate latency scenario, req/s (default 2000)
   --upstream U       HTTP upstream: nginx when installed (auto, the default), or the Node one
   --targets LIST     of ${TARGET_IDS.join(', ')}
@@ -39,9 +45,16 @@ export const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration
   --scenarios LIST   of ${SCENARIO_IDS.join(', ')} (default all)
   --no-nginx         run as if nginx were not installed (Node upstream, nginx column n/a)
   --no-resources     skip the idle-connections and streaming measurements
+  --no-pin           do not pin with taskset (the default pins the proxy under test on core 1,
+                     everything else on core 0)
+  --profile          no bench: run each Node target of --targets (default: mp) under the
+                     small-GET load (wrk, 50 connections) with node --cpu-prof for --duration
+                     seconds (default 10, 3 with --quick) and print where its CPU time goes,
+                     by file/package and by function; the .cpuprofile is kept in bench-results/
 
-Needs a built dist/ (npm run build). Results: a markdown report on stdout and
-bench-results/bench-<timestamp>.json.`;
+Needs a built dist/ (npm run build) and wrk (apt-get install wrk); uses Caddy and nginx when
+installed. Results: a markdown report on stdout and bench-results/bench-<timestamp>.json.
+Method: docs/performance.md.`;
 
 export class UsageError extends Error {}
 
@@ -79,6 +92,8 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
         scenarios: { type: 'string' },
         'no-resources': { type: 'boolean' },
         'no-nginx': { type: 'boolean' },
+        'no-pin': { type: 'boolean' },
+        profile: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -90,21 +105,29 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
   if (values.help === true) return 'help';
   const str = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
   const quick = values.quick === true;
+  const profile = values.profile === true;
   const rounds = positive(str('rounds'), quick ? 1 : 3, '--rounds', true);
-  const durationS = positive(str('duration'), quick ? 2 : 4, '--duration', false);
+  // Whole seconds: wrk takes no fractions.
+  const durationS = positive(str('duration'), profile ? (quick ? 3 : 10) : quick ? 2 : 5, '--duration', true);
   const upstream = str('upstream') ?? 'auto';
   if (upstream !== 'auto' && upstream !== 'node' && upstream !== 'nginx') {
     throw new UsageError(`invalid value for --upstream: ${JSON.stringify(upstream)} (expected auto, node or nginx)`);
   }
   if (upstream === 'nginx' && values['no-nginx'] === true) throw new UsageError('--upstream nginx and --no-nginx cannot be used together');
+  const targets = list(str('targets'), TARGET_IDS, profile ? ['mp'] : DEFAULT_TARGETS, '--targets');
+  if (profile && !targets.every((t) => NODE_TARGETS.includes(t))) {
+    throw new UsageError(`--profile profiles Node processes only: --targets must be among ${NODE_TARGETS.join(', ')}`);
+  }
   return {
     quick,
+    profile,
+    pin: values['no-pin'] !== true,
     rounds,
     durationS,
-    warmUpS: Math.min(0.5, durationS / 4),
+    warmUpS: profile && !quick ? 2 : 1,
     rate: positive(str('rate'), 2_000, '--rate', true),
     upstream,
-    targets: list(str('targets'), TARGET_IDS, DEFAULT_TARGETS, '--targets'),
+    targets,
     scenarios: list(str('scenarios'), SCENARIO_IDS, SCENARIO_IDS, '--scenarios'),
     nginx: values['no-nginx'] !== true,
     resources: values['no-resources'] !== true,

@@ -83,3 +83,60 @@ export function cpuSeconds(pid: number): number {
     return 0;
   }
 }
+
+/** Cumulative time of one core from /proc/stat, in seconds. */
+export interface CoreTimes {
+  /** user + nice + system (what processes ran; irq and softirq apart). */
+  readonly busy: number;
+  /** irq + softirq: network work that no process is charged for. */
+  readonly irq: number;
+  /** Taken by the hypervisor for other guests. */
+  readonly steal: number;
+  readonly idle: number;
+}
+
+/** Every core's times from /proc/stat ("cpuN user nice system idle iowait irq softirq steal ..."); empty when unreadable. */
+export function readCoreTimes(): Map<number, CoreTimes> {
+  const cores = new Map<number, CoreTimes>();
+  let stat: string;
+  try {
+    stat = readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return cores;
+  }
+  for (const line of stat.split('\n')) {
+    const match = /^cpu(\d+)\s+(.*)$/.exec(line);
+    if (match === null) continue;
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = (match[2] ?? '').split(/\s+/).map(Number);
+    cores.set(Number(match[1]), {
+      busy: (user + nice + system) / TICKS_PER_SECOND,
+      irq: (irq + softirq) / TICKS_PER_SECOND,
+      steal: steal / TICKS_PER_SECOND,
+      idle: (idle + iowait) / TICKS_PER_SECOND,
+    });
+  }
+  return cores;
+}
+
+/** CPU seconds so far of every process, by pid (for "who else ran during this cell"). */
+export function processCpuTimes(): Map<number, number> {
+  const times = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    const seconds = cpuSeconds(pid);
+    if (seconds > 0) times.set(pid, seconds);
+  }
+  return times;
+}
+
+/** The command line of a process, shortened for a report; undefined once gone. */
+export function commandLine(pid: number, maxLength = 70): string | undefined {
+  try {
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '').join(' ');
+    const text = raw === '' ? `[${readFileSync(`/proc/${pid}/comm`, 'utf8').trim()}]` : raw;
+    return text.length > maxLength ? `${text.slice(0, maxLength - 1)}…` : text;
+  } catch {
+    return undefined;
+  }
+}

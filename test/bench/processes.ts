@@ -36,6 +36,11 @@ function kill(pid: number): void {
   }
 }
 
+/** Every process the bench has running now (its own pid included). */
+export function ownPids(): Set<number> {
+  return new Set([process.pid, process.ppid, ...live.keys()]);
+}
+
 /** Temp directories to remove on the way out (nginx configs), in case their owner's stop() never ran. */
 const tempDirs = new Set<string>();
 
@@ -52,11 +57,11 @@ export function killEverything(): void {
   tempDirs.clear();
 }
 
-/** This process's environment without METRICS_PROXY_*: only command-line flags configure the proxy. */
-function cleanEnv(): NodeJS.ProcessEnv {
+/** This process's environment without METRICS_PROXY_*: only command-line flags configure the proxy. Plus `extra`. */
+function cleanEnv(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) if (!name.startsWith('METRICS_PROXY_')) env[name] = value;
-  return env;
+  return { ...env, ...extra };
 }
 
 export interface Spawned {
@@ -91,13 +96,18 @@ export interface SpawnOptions {
   readonly cwd: string;
   /** How many JSON `{"msg":"listening"}` lines mean ready (2 for two cluster workers); 0 = use `readyPort`. */
   readonly listeningLines: number;
-  /** For processes that print nothing (nginx): ready once this port accepts a TCP connection. */
+  /** For processes that print nothing (nginx, Caddy): ready once this port accepts a TCP connection. */
   readonly readyPort?: number;
+  /** Put in front of the command, e.g. `taskset -c 1` (it execs the command: the pid stays the same). */
+  readonly prefix?: readonly string[];
+  /** Added to the environment. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export async function spawnProcess(command: string, args: readonly string[], options: SpawnOptions): Promise<Spawned> {
   const started = performance.now();
-  const child = spawn(command, args, { cwd: options.cwd, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const [head, ...rest] = [...(options.prefix ?? []), command, ...args];
+  const child = spawn(head ?? command, rest, { cwd: options.cwd, env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
   const { pid } = child;
   if (pid === undefined) throw new StartError(`spawning ${command} failed`, '');
   track(pid);
@@ -200,6 +210,53 @@ export async function spawnProcess(command: string, args: readonly string[], opt
   };
 }
 
+export interface ToolResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs a short-lived tool (wrk) to completion, tracked like every other process so that an
+ * interrupted bench kills it too; SIGKILL after `timeoutMs`.
+ */
+export function runTool(command: string, args: readonly string[], prefix: readonly string[], timeoutMs: number): Promise<ToolResult> {
+  const [head, ...rest] = [...prefix, command, ...args];
+  const child = spawn(head ?? command, rest, { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const { pid } = child;
+  if (pid !== undefined) track(pid);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr.on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      stderr += `killed after ${timeoutMs} ms\n`;
+      if (pid !== undefined) kill(pid);
+    }, timeoutMs);
+    let settled = false;
+    const settle = (code: number | null): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (pid !== undefined) live.delete(pid);
+      resolve({ code, stdout, stderr });
+    };
+    // A spawn failure (ENOENT) emits 'error' and may not emit 'close'.
+    child.once('error', (err) => {
+      stderr += `${err.message}\n`;
+      settle(null);
+    });
+    child.once('close', (code) => settle(code));
+  });
+}
+
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
@@ -211,7 +268,7 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-/** A free loopback port (for nginx, which cannot report the one it bound). */
+/** A free loopback port (for nginx and Caddy, which cannot report the one they bound). */
 export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve, reject) => {

@@ -2,119 +2,149 @@
  * The markdown the bench prints: one table per scenario with its ratios, the scrape, the
  * resources, cold starts and the targets. Tables paste into the README as they are.
  */
+import type { TargetCheck } from './checks.js';
+import { mib, ms, num, ratio, table } from './format.js';
+import { renderOverview } from './overview.js';
 import { SCRAPE_METHODS, SCRAPE_STATUSES } from './scrape.js';
 import { LOAD_SCENARIOS, type LoadScenario, type LoadScenarioId } from './scenarios.js';
-import type { ColdStart, ResourceResult, ScrapeSummary, Summary, TargetCheck } from './summary.js';
-import { findSummary as find } from './summary.js';
+import type { CellRecord, ColdStart, Contention, Metric, ResourceResult, ScrapeSummary, Summary } from './summary.js';
+import { findSummary as find, roundRatio } from './summary.js';
 import { TARGET_LABELS, type TargetId } from './targets.js';
 
 const MIB = 1024 * 1024;
-
-export function num(value: number | undefined, digits = 0): string {
-  if (value === undefined || !Number.isFinite(value)) return 'n/a';
-  const fixed = value.toFixed(digits);
-  // Thin grouping for large integers: 12 345.
-  const [int = '', frac] = fixed.split('.');
-  const grouped = int.replace(/\B(?=(\d{3})+(?!\d))/g, ' ');
-  return frac === undefined ? grouped : `${grouped}.${frac}`;
-}
-
-export function ms(value: number | undefined): string {
-  if (value === undefined || !Number.isFinite(value)) return 'n/a';
-  return value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : value.toFixed(0);
-}
-
-export function mib(bytes: number | undefined): string {
-  return bytes === undefined || !Number.isFinite(bytes) ? 'n/a' : (bytes / MIB).toFixed(1);
-}
-
-function ratio(a: number | undefined, b: number | undefined): string {
-  if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return 'n/a';
-  return a / b >= 10 ? (a / b).toFixed(1) : (a / b).toFixed(2);
-}
-
-function table(header: readonly string[], align: readonly ('l' | 'r')[], rows: readonly (readonly string[])[]): string {
-  const lines = [`| ${header.join(' | ')} |`, `|${align.map((a) => (a === 'r' ? '---:' : '---')).join('|')}|`];
-  for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
-  return lines.join('\n');
-}
 
 export interface ReportInput {
   readonly targets: readonly TargetId[];
   readonly scenarios: readonly LoadScenarioId[];
   readonly unavailable: ReadonlyMap<TargetId, string>;
+  readonly cells: readonly CellRecord[];
   readonly summaries: readonly Summary[];
   readonly scrapes: readonly ScrapeSummary[];
   readonly resources: readonly ResourceResult[];
   readonly coldStarts: readonly ColdStart[];
   readonly checks: readonly TargetCheck[];
+  readonly contention: Contention | undefined;
   readonly rate: number;
 }
 
-function scenarioSection(input: ReportInput, scenario: LoadScenario): string | undefined {
-  const rows: string[][] = [];
-  for (const target of input.targets) {
-    const s = find(input.summaries, scenario.id, target);
-    const why = input.unavailable.get(target);
-    if (s === undefined || s.rounds === 0) {
-      if (why !== undefined || s !== undefined) rows.push([TARGET_LABELS[target], 'n/a', 'n/a', 'n/a', 'n/a', 'n/a', 'n/a', 'n/a', why === undefined ? 'failed' : 'n/a']);
-      continue;
-    }
-    const spread = s.rate > 0 ? ((s.rateMax - s.rateMin) / s.rate) * 100 : Number.NaN;
-    rows.push([
-      TARGET_LABELS[target],
-      num(s.rate),
-      s.rounds > 1 ? `${num(spread, 1)} %` : '—',
-      ms(s.p50Ms),
-      ms(s.p99Ms),
-      ms(s.p999Ms),
-      target === 'direct' ? '—' : num(s.cpuUsPerOp),
-      target === 'direct' ? '—' : mib(s.peakRssBytes),
-      s.failedCells > 0 ? `${num(s.errors)} (+${s.failedCells} failed cells)` : num(s.errors),
-    ]);
+const COLUMNS = 12;
+const NO_PROCESS: readonly TargetId[] = ['direct'];
+
+function scenarioRow(input: ReportInput, scenario: LoadScenario, target: TargetId): string[] | undefined {
+  const s = find(input.summaries, scenario.id, target);
+  const why = input.unavailable.get(target);
+  if (s === undefined || s.rounds === 0) {
+    if (why === undefined && s === undefined) return undefined;
+    return [TARGET_LABELS[target], ...Array<string>(COLUMNS - 2).fill('n/a'), why === undefined ? 'failed' : 'n/a'];
   }
+  const spread = s.rate > 0 ? ((s.rateMax - s.rateMin) / s.rate) * 100 : Number.NaN;
+  const own = !NO_PROCESS.includes(target);
+  return [
+    TARGET_LABELS[target],
+    num(s.rate),
+    s.rounds > 1 ? `${num(spread, 1)} %` : '—',
+    ms(s.p50Ms),
+    ms(s.p99Ms),
+    ms(s.p999Ms),
+    own ? num(s.cpuUsPerOp, 1) : '—',
+    own ? num(s.targetCpuPct) : '—',
+    num(s.proxyCoreOthersPct),
+    num(s.loadCoreBusyPct),
+    own ? mib(s.peakRssBytes) : '—',
+    s.failedCells > 0 ? `${num(s.errors)} (+${s.failedCells} failed cells)` : num(s.errors),
+  ];
+}
+
+function ratioText(input: ReportInput, scenario: LoadScenarioId, a: TargetId, b: TargetId, metric: Metric): string | undefined {
+  if (!input.targets.includes(a) || !input.targets.includes(b)) return undefined;
+  const r = roundRatio(input.cells, scenario, a, b, metric);
+  const name = `${SHORT[a]}/${SHORT[b]}`;
+  if (r === undefined) return `${name} n/a`;
+  return `${name} ${ratio(r.median)}${r.rounds > 1 ? ` (${ratio(r.min)}–${ratio(r.max)})` : ''}`;
+}
+
+const SHORT: Record<TargetId, string> = {
+  direct: 'direct',
+  'node-floor': 'Node floor',
+  bare: 'bare',
+  mp: 'metrics-proxy',
+  caddy: 'Caddy',
+  nginx: 'nginx',
+  'mp-nometrics': '--metrics none',
+};
+
+function scenarioSection(input: ReportInput, scenario: LoadScenario): string | undefined {
+  const rows = input.targets.filter((t) => scenario.targets.includes(t)).map((t) => scenarioRow(input, scenario, t)).filter((r): r is string[] => r !== undefined);
   if (rows.length === 0) return undefined;
-  const unit = scenario.unit;
   const out = [
     `### ${scenario.title}`,
     '',
+    `Load: ${scenario.generator}${scenario.headline === 'p99' ? `, ${num(input.rate)} req/s offered` : ''}.`,
+    '',
     table(
-      ['target', unit, 'spread', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/op', 'peak RSS MiB', 'errors'],
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+      ['system', scenario.unit, 'spread', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/op', 'proxy CPU %', 'others on proxy core %', 'load core %', 'peak RSS MiB', 'errors'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
       rows,
     ),
     '',
   ];
-  const get = (t: TargetId): Summary | undefined => find(input.summaries, scenario.id, t);
-  const pick = (t: TargetId): number | undefined => (scenario.headline === 'rate' ? get(t)?.rate : get(t)?.p99Ms);
-  const what = scenario.headline === 'rate' ? unit : 'p99 latency (lower is better)';
-  out.push(
-    `Ratios of ${what}: metrics-proxy/bare ${ratio(pick('mp'), pick('bare'))} · metrics-proxy/direct ${ratio(pick('mp'), pick('direct'))} · ` +
-      `metrics-proxy/nginx ${ratio(pick('mp'), pick('nginx'))} · workers-2/workers-1 ${ratio(pick('mp-w2'), pick('mp'))}` +
-      (input.targets.includes('mp-nometrics') ? ` · metrics-proxy/--metrics none ${ratio(pick('mp'), pick('mp-nometrics'))}` : ''),
-  );
-  const cpu = (t: TargetId): number | undefined => get(t)?.cpuUsPerOp;
-  out.push(
-    `CPU per ${scenario.id === 'ws-echo' ? 'round trip' : 'request'} (all of a target's processes): metrics-proxy/bare ${ratio(cpu('mp'), cpu('bare'))} · ` +
-      `metrics-proxy/nginx ${ratio(cpu('mp'), cpu('nginx'))} · workers-2/workers-1 ${ratio(cpu('mp-w2'), cpu('mp'))}` +
-      (input.targets.includes('mp-nometrics') ? ` · metrics-proxy/--metrics none ${ratio(cpu('mp'), cpu('mp-nometrics'))}` : ''),
-  );
-  if (scenario.headline === 'p99') {
-    const added = (t: TargetId): string => {
-      const a = get(t)?.p99Ms;
-      const d = get('direct')?.p99Ms;
-      return a === undefined || d === undefined || !Number.isFinite(a - d) ? 'n/a' : `${a - d >= 0 ? '+' : ''}${(a - d).toFixed(2)} ms`;
-    };
-    out.push(
-      `p99 added over direct at ${num(input.rate)} req/s offered: bare ${added('bare')} · metrics-proxy ${added('mp')} · ` +
-        `workers 2 ${added('mp-w2')} · nginx ${added('nginx')}`,
-    );
-  }
+  const headline: Metric = scenario.headline === 'rate' ? 'rate' : 'p99Ms';
+  const pairs: Array<[TargetId, TargetId]> = [
+    ['mp', 'caddy'],
+    ['mp', 'bare'],
+    ['mp', 'nginx'],
+    ['mp', 'node-floor'],
+    ['mp', 'mp-nometrics'],
+  ];
+  const line = (metric: Metric): string =>
+    pairs
+      .map(([a, b]) => (scenario.targets.includes(b) ? ratioText(input, scenario.id, a, b, metric) : undefined))
+      .filter((t): t is string => t !== undefined)
+      .join(' · ');
+  out.push(`Medians of per-round ratios (range), ${headline === 'rate' ? scenario.unit : 'p99 latency, lower is better'}: ${line(headline)}`);
+  out.push(`CPU per ${scenario.id === 'ws-echo' ? 'round trip' : 'request'}: ${line('cpuUsPerOp')}`);
   return out.join('\n');
 }
 
+function contentionText(c: Contention): string {
+  const proxyCore = Number.isFinite(c.proxyCoreMaxPct)
+    ? ` On the proxy core: median ${c.proxyCoreMedianPct.toFixed(1)} %, max ${c.proxyCoreMaxPct.toFixed(1)} %.`
+    : '';
+  const noisy = c.othersMaxPct > 5 || c.proxyCoreMaxPct > 5;
+  return (
+    `### Other load on the machine\n\nProcesses the bench did not start, during the ${c.cells} measured runs: median ${c.othersMedianPct.toFixed(1)} % of a core, ` +
+    `max ${c.othersMaxPct.toFixed(1)} % (${c.worstCell}${c.worstTop === '' ? '' : `: ${c.worstTop}`}).${proxyCore} ` +
+    `Hypervisor steal up to ${c.stealMaxPct.toFixed(1)} %. ` +
+    (noisy ? '**Other processes competed for the cores: the cells they overlapped are noisy; rerun on a quiet machine before trusting a close call.**' : 'Nothing else competed for the cores.')
+  );
+}
+
+function targetsSection(checks: readonly TargetCheck[]): string {
+  const rows = checks.map((c) => {
+    const digits = c.unit === '×' ? 2 : 1;
+    const unit = c.unit === '×' ? '×' : ` ${c.unit}`;
+    return [
+      c.name,
+      c.limit,
+      c.measured === undefined ? 'n/a' : `${num(c.measured, digits)}${unit}`,
+      c.margin === undefined ? 'n/a' : `${c.margin > 0 ? '+' : ''}${num(c.margin, digits)}${unit}`,
+      c.pass === undefined ? 'n/a' : c.pass ? 'PASS' : '**MISS**',
+      c.detail,
+    ];
+  });
+  return [
+    '### Targets',
+    '',
+    table(['target', 'limit', 'measured', 'margin', 'result', 'from'], ['l', 'l', 'r', 'r', 'l', 'l'], rows),
+    '',
+    'Ratios are metrics-proxy over the other system, median of the ratios taken within each round. ' +
+      'margin: positive is headroom, negative is how far it misses.',
+  ].join('\n');
+}
+
 export function renderReport(input: ReportInput): string {
-  const parts: string[] = [];
+  const parts: string[] = [renderOverview(input), targetsSection(input.checks)];
+  if (input.contention !== undefined) parts.push(contentionText(input.contention));
   for (const scenario of LOAD_SCENARIOS.filter((s) => input.scenarios.includes(s.id))) {
     const section = scenarioSection(input, scenario);
     if (section !== undefined) parts.push(section);
@@ -163,17 +193,20 @@ export function renderReport(input: ReportInput): string {
             'down MiB/s',
           ],
           ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
-          input.resources.map((r) => [
-            TARGET_LABELS[r.target],
-            r.idle === undefined ? `failed: ${r.idleError ?? '?'}` : mib(r.idle.rssBytes),
-            mib(r.idle?.hwmBytes),
-            r.stream === undefined ? `failed: ${r.streamError ?? '?'}` : mib(r.stream.baselineRssBytes),
-            mib(r.stream?.hwmBytes),
-            mib(r.stream?.growthBytes),
-            mib(r.stream?.growthOverWarmUpBytes),
-            num(r.stream?.uploadMiBps),
-            num(r.stream?.downloadMiBps),
-          ]),
+          input.resources.map((r) => {
+            const streamText = (v: string): string => (r.stream === undefined ? (r.streamError === undefined ? '—' : 'n/a') : v);
+            return [
+              TARGET_LABELS[r.target],
+              r.idle === undefined ? `failed: ${r.idleError ?? '?'}` : mib(r.idle.rssBytes),
+              mib(r.idle?.hwmBytes),
+              r.stream === undefined ? (r.streamError === undefined ? '—' : `failed: ${r.streamError}`) : mib(r.stream.baselineRssBytes),
+              streamText(mib(r.stream?.hwmBytes)),
+              streamText(mib(r.stream?.growthBytes)),
+              streamText(mib(r.stream?.growthOverWarmUpBytes)),
+              streamText(num(r.stream?.uploadMiBps)),
+              streamText(num(r.stream?.downloadMiBps)),
+            ];
+          }),
         ),
         '',
         'Peak = VmHWM summed over the target\'s processes (it includes start-up). Streaming: a 64 MiB warm-up each way, half a second of rest, ' +
@@ -198,24 +231,5 @@ export function renderReport(input: ReportInput): string {
   if (input.unavailable.size > 0) {
     parts.push(['Not measured:', ...[...input.unavailable].map(([t, why]) => `- ${TARGET_LABELS[t]}: ${why}`)].join('\n'));
   }
-  parts.push(
-    [
-      '### Targets',
-      '',
-      table(
-        ['target', 'limit', 'measured', 'gap', 'result'],
-        ['l', 'l', 'r', 'r', 'l'],
-        input.checks.map((c) => [
-          c.name,
-          c.limit,
-          c.measured === undefined ? 'n/a' : `${num(c.measured, c.unit === '%' || c.unit === 'ms' ? 2 : 1)} ${c.unit}`,
-          c.gap === undefined ? 'n/a' : `${c.gap > 0 ? '+' : ''}${num(c.gap, c.unit === '%' || c.unit === 'ms' ? 2 : 1)} ${c.unit}`,
-          c.pass === undefined ? 'n/a' : c.pass ? 'PASS' : '**MISS**',
-        ]),
-      ),
-      '',
-      'gap = measured − limit: negative is headroom, positive is how far it misses.',
-    ].join('\n'),
-  );
   return parts.join('\n\n');
 }

@@ -1,22 +1,40 @@
 /**
- * From cells to results: medians over rounds (peaks: the highest), and the targets from the
- * issue checked with PASS/MISS and the gap to each limit.
+ * From cells to results: per target, medians over rounds (peaks: the highest); between two
+ * targets, ratios taken within each round (both measured minutes apart, under the same
+ * conditions) and their median over rounds. The targets from the issue: checks.ts.
  */
 import type { Measured } from './load.js';
 import type { IdleConnections, Streamed } from './resources.js';
-import { SCRAPE_METHODS, SCRAPE_ROUTES, SCRAPE_STATUSES, type ScrapeResult } from './scrape.js';
+import type { ScrapeResult } from './scrape.js';
 import type { LoadScenarioId } from './scenarios.js';
 import { max, median, min } from './stats.js';
 import type { TargetId } from './targets.js';
 
-const MIB = 1024 * 1024;
-const MB = 1_000_000;
+/** How the run used the cores, in % of one core over the measured run. */
+export interface CellUsage {
+  /** CPU time of the target's processes per operation, µs (from /proc/PID/stat; not for `direct`). */
+  readonly cpuUsPerOp?: number;
+  /** The target's processes: ≈ 100 % when the proxy is the bottleneck. */
+  readonly targetCpuPct?: number;
+  /** Everything else that ran on the proxy core (other users' processes): should be ≈ 0. */
+  readonly proxyCoreOthersPct?: number;
+  /** The load core (wrk or the bench's clients, the upstream, irq): near 100 % means the rig, not the proxy, may be the limit. */
+  readonly loadCoreBusyPct?: number;
+  /** Hypervisor steal over all cores. */
+  readonly stealPct?: number;
+  /** Processes the bench did not start, on any core, in % of one core. */
+  readonly othersPct?: number;
+  /** The busiest of them (command line and %). */
+  readonly othersTop?: string;
+}
+
+export type CellMeasured = Measured & CellUsage;
 
 export interface CellRecord {
   readonly round: number;
   readonly scenario: LoadScenarioId | 'scrape';
   readonly target: TargetId;
-  readonly measured?: Measured;
+  readonly measured?: CellMeasured;
   readonly scrape?: ScrapeResult;
   /** VmHWM summed over the target's processes at the end of the cell. */
   readonly peakRssBytes?: number;
@@ -35,6 +53,9 @@ export interface Summary {
   readonly p99Ms: number;
   readonly p999Ms: number;
   readonly cpuUsPerOp: number;
+  readonly targetCpuPct: number;
+  readonly proxyCoreOthersPct: number;
+  readonly loadCoreBusyPct: number;
   /** The highest peak over the rounds. */
   readonly peakRssBytes: number;
   readonly errors: number;
@@ -45,7 +66,7 @@ export function summarise(cells: readonly CellRecord[], scenario: LoadScenarioId
   const mine = cells.filter((c) => c.scenario === scenario && c.target === target);
   const ok = mine.filter((c) => c.measured !== undefined);
   if (mine.length === 0) return undefined;
-  const pick = (f: (m: Measured) => number): number[] => ok.map((c) => f(c.measured as Measured));
+  const pick = (f: (m: CellMeasured) => number | undefined): number[] => ok.map((c) => f(c.measured as CellMeasured) ?? Number.NaN);
   return {
     scenario,
     target,
@@ -56,10 +77,74 @@ export function summarise(cells: readonly CellRecord[], scenario: LoadScenarioId
     p50Ms: median(pick((m) => m.p50Ms)),
     p99Ms: median(pick((m) => m.p99Ms)),
     p999Ms: median(pick((m) => m.p999Ms)),
-    cpuUsPerOp: median(pick((m) => m.cpuUsPerOp ?? Number.NaN)),
+    cpuUsPerOp: median(pick((m) => m.cpuUsPerOp)),
+    targetCpuPct: median(pick((m) => m.targetCpuPct)),
+    proxyCoreOthersPct: median(pick((m) => m.proxyCoreOthersPct)),
+    loadCoreBusyPct: median(pick((m) => m.loadCoreBusyPct)),
     peakRssBytes: max(ok.map((c) => c.peakRssBytes ?? Number.NaN)),
     errors: pick((m) => m.errors).reduce((a, b) => a + b, 0),
     failedCells: mine.length - ok.length,
+  };
+}
+
+export function findSummary(summaries: readonly Summary[], scenario: LoadScenarioId, target: TargetId): Summary | undefined {
+  return summaries.find((s) => s.scenario === scenario && s.target === target);
+}
+
+export type Metric = 'rate' | 'p99Ms' | 'cpuUsPerOp';
+
+export interface RoundRatio {
+  /** Median over rounds of a/b within each round. */
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  /** Rounds in which both were measured. */
+  readonly rounds: number;
+}
+
+/** a/b of `metric` within each round where both cells succeeded; undefined when no round has both. */
+export function roundRatio(cells: readonly CellRecord[], scenario: LoadScenarioId, a: TargetId, b: TargetId, metric: Metric): RoundRatio | undefined {
+  const value = (target: TargetId, round: number): number | undefined =>
+    cells.find((c) => c.scenario === scenario && c.target === target && c.round === round && c.measured !== undefined)?.measured?.[metric];
+  const ratios: number[] = [];
+  const rounds = new Set(cells.map((c) => c.round));
+  for (const round of rounds) {
+    const x = value(a, round);
+    const y = value(b, round);
+    if (x !== undefined && y !== undefined && Number.isFinite(x) && Number.isFinite(y) && y !== 0) ratios.push(x / y);
+  }
+  if (ratios.length === 0) return undefined;
+  return { median: median(ratios), min: min(ratios), max: max(ratios), rounds: ratios.length };
+}
+
+/** Load from processes the bench did not start, and steal, over every measured cell: the noise warning. */
+export interface Contention {
+  readonly cells: number;
+  /** On the proxy core (its busy time minus the target's CPU). */
+  readonly proxyCoreMedianPct: number;
+  readonly proxyCoreMaxPct: number;
+  /** On any core, from every other process's CPU time. */
+  readonly othersMedianPct: number;
+  readonly othersMaxPct: number;
+  readonly worstCell: string;
+  readonly worstTop: string;
+  readonly stealMaxPct: number;
+}
+
+export function contention(cells: readonly CellRecord[]): Contention | undefined {
+  const measured = cells.filter((c) => c.measured?.othersPct !== undefined);
+  if (measured.length === 0) return undefined;
+  const others = (c: CellRecord): number => c.measured?.othersPct ?? 0;
+  const worst = measured.reduce((w, c) => (others(c) > others(w) ? c : w));
+  return {
+    cells: measured.length,
+    proxyCoreMedianPct: median(measured.map((c) => c.measured?.proxyCoreOthersPct ?? Number.NaN)),
+    proxyCoreMaxPct: max(measured.map((c) => c.measured?.proxyCoreOthersPct ?? Number.NaN)),
+    othersMedianPct: median(measured.map(others)),
+    othersMaxPct: max(measured.map(others)),
+    worstCell: `round ${worst.round + 1}, ${worst.scenario}, ${worst.target}`,
+    worstTop: worst.measured?.othersTop ?? '',
+    stealMaxPct: max(measured.map((c) => c.measured?.stealPct ?? Number.NaN)),
   };
 }
 
@@ -79,9 +164,7 @@ export interface ScrapeSummary {
 }
 
 export function summariseScrape(cells: readonly CellRecord[], target: TargetId, level: 'light' | 'full'): ScrapeSummary | undefined {
-  const ok = cells
-    .filter((c) => c.scenario === 'scrape' && c.target === target && c.scrape !== undefined)
-    .map((c) => (c.scrape as ScrapeResult)[level]);
+  const ok = cells.filter((c) => c.scenario === 'scrape' && c.target === target && c.scrape !== undefined).map((c) => (c.scrape as ScrapeResult)[level]);
   if (ok.length === 0) return undefined;
   return {
     target,
@@ -112,86 +195,4 @@ export interface ColdStart {
   readonly medianMs: number;
   readonly maxMs: number;
   readonly samples: number;
-}
-
-export interface TargetCheck {
-  readonly name: string;
-  readonly limit: string;
-  /** Undefined when it could not be measured (a target not run, or failed). */
-  readonly measured: number | undefined;
-  readonly unit: string;
-  /** Measured minus the limit, in `unit`: ≤ 0 (or < 0 for strict limits) passes. */
-  readonly gap: number | undefined;
-  readonly pass: boolean | undefined;
-}
-
-export function findSummary(summaries: readonly Summary[], scenario: LoadScenarioId, target: TargetId): Summary | undefined {
-  return summaries.find((s) => s.scenario === scenario && s.target === target);
-}
-
-function check(name: string, limit: string, measured: number | undefined, unit: string, bound: number, strict: boolean): TargetCheck {
-  if (measured === undefined || !Number.isFinite(measured)) return { name, limit, measured: undefined, unit, gap: undefined, pass: undefined };
-  const gap = measured - bound;
-  return { name, limit, measured, unit, gap, pass: strict ? gap < 0 : gap <= 0 };
-}
-
-export interface CheckInput {
-  readonly summaries: readonly Summary[];
-  readonly scrapes: readonly ScrapeSummary[];
-  readonly resources: readonly ResourceResult[];
-  readonly coldStarts: readonly ColdStart[];
-  readonly rate: number;
-  readonly streamBytes: number;
-  readonly idleConnections: number;
-}
-
-export function evaluateTargets(input: CheckInput): TargetCheck[] {
-  const get = (s: LoadScenarioId, t: TargetId): Summary | undefined => findSummary(input.summaries, s, t);
-  const cost = (s: LoadScenarioId): number | undefined => {
-    const mp = get(s, 'mp')?.rate;
-    const bare = get(s, 'bare')?.rate;
-    return mp === undefined || bare === undefined ? undefined : (1 - mp / bare) * 100;
-  };
-  const mpP99 = get('fixed-rate', 'mp')?.p99Ms;
-  const directP99 = get('fixed-rate', 'direct')?.p99Ms;
-  const mpResources = input.resources.find((r) => r.target === 'mp');
-  const scrape = input.scrapes.find((s) => s.target === 'mp' && s.level === 'full');
-  const streamed = input.streamBytes >= 1024 ** 3 ? `${input.streamBytes / 1024 ** 3} GiB` : `${input.streamBytes / MIB} MiB`;
-  return [
-    check('throughput cost vs bare, small GET, 50 connections', '≤ 5 %', cost('get-50'), '%', 5, false),
-    check('throughput cost vs bare, small GET, 200 connections', '≤ 5 %', cost('get-200'), '%', 5, false),
-    check(
-      `p99 added over direct at ${input.rate} req/s (small GET)`,
-      '≤ 1 ms',
-      mpP99 === undefined || directP99 === undefined ? undefined : mpP99 - directP99,
-      'ms',
-      1,
-      false,
-    ),
-    check(
-      `peak RSS with ${input.idleConnections} open client connections`,
-      '≤ 80 MB (76.3 MiB)',
-      mpResources?.idle === undefined ? undefined : mpResources.idle.hwmBytes / MB,
-      'MB',
-      80,
-      false,
-    ),
-    check(
-      `RSS growth, ${streamed} streamed each way at once`,
-      '< 20 MB (19.1 MiB)',
-      mpResources?.stream === undefined ? undefined : mpResources.stream.growthBytes / MB,
-      'MB',
-      20,
-      true,
-    ),
-    check(
-      `scrape, route budget full (${SCRAPE_ROUTES * SCRAPE_METHODS.length * SCRAPE_STATUSES.length} label sets; median, slower of text and OpenMetrics+gzip)`,
-      '< 20 ms',
-      scrape === undefined ? undefined : Math.max(scrape.textMedianMs, scrape.prometheusMedianMs),
-      'ms',
-      20,
-      true,
-    ),
-    check('cold start to listening (median)', '< 300 ms', input.coldStarts.find((c) => c.target === 'mp')?.medianMs, 'ms', 300, true),
-  ];
 }

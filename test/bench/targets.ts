@@ -1,9 +1,13 @@
 /**
- * What the load is sent to. Every target except `direct` is a fresh process per measurement:
- * started, timed to ready (cold start), measured, stopped.
+ * The systems the load is sent to ("targets"). Every one except `direct` is a fresh process per
+ * measurement, pinned to the proxy core: started, timed to ready (cold start), measured, stopped.
+ * metrics-proxy is run as users run it, `node bin/metrics-proxy.js` on the built dist/, whatever
+ * engine is inside.
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { type CaddyBinary, startCaddy } from './caddy.js';
 import { type NginxBinary, proxyConfig, startNginx } from './nginx.js';
 import { type Spawned, StartError, spawnProcess } from './processes.js';
 import type { Memory } from './proc.js';
@@ -11,17 +15,21 @@ import type { Memory } from './proc.js';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'metrics-proxy.js');
 const BARE = join(ROOT, 'test', 'bench', 'bare-proxy.mjs');
+const NODE_UPSTREAM = join(ROOT, 'test', 'bench', 'upstream.mjs');
 
-export const TARGET_IDS = ['direct', 'bare', 'mp', 'mp-w2', 'nginx', 'mp-nometrics'] as const;
+export const TARGET_IDS = ['direct', 'node-floor', 'bare', 'mp', 'caddy', 'nginx', 'mp-nometrics'] as const;
 export type TargetId = (typeof TARGET_IDS)[number];
 /** `mp-nometrics` (`--metrics none`) is a diagnostic: it splits the cost of metrics from the rest of the proxy. */
-export const DEFAULT_TARGETS: readonly TargetId[] = ['direct', 'bare', 'mp', 'mp-w2', 'nginx'];
+export const DEFAULT_TARGETS: readonly TargetId[] = ['direct', 'node-floor', 'bare', 'mp', 'caddy', 'nginx'];
+/** Targets that are a Node process (what --profile can profile). */
+export const NODE_TARGETS: readonly TargetId[] = ['node-floor', 'bare', 'mp', 'mp-nometrics'];
 
 export const TARGET_LABELS: Record<TargetId, string> = {
-  direct: 'direct',
+  direct: 'direct (no proxy)',
+  'node-floor': 'Node answering by itself',
   bare: 'bare http-proxy',
   mp: 'metrics-proxy',
-  'mp-w2': 'metrics-proxy --workers 2',
+  caddy: 'Caddy (metrics on)',
   nginx: 'nginx',
   'mp-nometrics': 'metrics-proxy --metrics none',
 };
@@ -40,16 +48,23 @@ export interface RunningTarget {
   cpuSeconds(): number | undefined;
   /** False once a target process has died. */
   alive(): boolean;
+  /** After a measurement: undefined when the target did what it is meant to (Caddy: metrics recorded), else why not. */
+  verify(): Promise<string | undefined>;
   stop(): Promise<void>;
 }
 
 export interface TargetContext {
   readonly nginx: NginxBinary | undefined;
+  readonly caddy: CaddyBinary | undefined;
   /** Where WebSocket sessions go (nginx routes /api/ws there; the others get it as their upstream in the WS scenario). */
   readonly wsUpstream: URL;
+  /** `taskset -c <proxy core>` or nothing. */
+  readonly prefix: readonly string[];
+  /** Extra node options in front of the script (--profile: --cpu-prof ...). */
+  readonly nodeOptions?: readonly string[];
 }
 
-function fromSpawned(id: TargetId, spawned: Spawned, url: string): RunningTarget {
+function fromSpawned(id: TargetId, spawned: Spawned, url: string, verify = async (): Promise<string | undefined> => undefined): RunningTarget {
   return {
     id,
     url,
@@ -57,15 +72,19 @@ function fromSpawned(id: TargetId, spawned: Spawned, url: string): RunningTarget
     memory: spawned.memory,
     cpuSeconds: spawned.cpuSeconds,
     alive: spawned.alive,
+    verify,
     stop: spawned.stop,
   };
 }
 
-async function startMetricsProxy(id: TargetId, upstream: URL, extra: readonly string[], listeningLines: number): Promise<RunningTarget> {
-  const args = [BIN, '--host', '127.0.0.1', '--port', '0', '--upstream', upstream.href, ...extra];
+async function startNode(id: TargetId, script: string, args: readonly string[], ctx: TargetContext): Promise<RunningTarget> {
+  const spawned = await spawnProcess(process.execPath, [...(ctx.nodeOptions ?? []), script, ...args], { cwd: ROOT, listeningLines: 1, prefix: ctx.prefix });
+  return fromSpawned(id, spawned, `http://127.0.0.1:${spawned.port}`);
+}
+
+async function startMetricsProxy(id: TargetId, upstream: URL, extra: readonly string[], ctx: TargetContext): Promise<RunningTarget> {
   try {
-    const spawned = await spawnProcess(process.execPath, args, { cwd: ROOT, listeningLines });
-    return fromSpawned(id, spawned, `http://127.0.0.1:${spawned.port}`);
+    return await startNode(id, BIN, ['--host', '127.0.0.1', '--port', '0', '--upstream', upstream.href, ...extra], ctx);
   } catch (err) {
     // The CLI refuses an option it does not know (or a value it does not accept) with one line naming it.
     const stderr = err instanceof StartError ? err.stderr.trim() : '';
@@ -73,6 +92,11 @@ async function startMetricsProxy(id: TargetId, upstream: URL, extra: readonly st
     if (flag !== undefined && stderr.includes(flag)) throw new Unavailable(`${flag} not accepted: ${stderr.split('\n')[0] ?? ''}`);
     throw err;
   }
+}
+
+/** The devDependency the bare baseline needs. */
+export function bareAvailable(): boolean {
+  return existsSync(join(ROOT, 'node_modules', 'http-proxy', 'package.json'));
 }
 
 export async function startTarget(id: TargetId, upstream: URL, ctx: TargetContext): Promise<RunningTarget> {
@@ -85,21 +109,28 @@ export async function startTarget(id: TargetId, upstream: URL, ctx: TargetContex
         memory: () => undefined,
         cpuSeconds: () => undefined,
         alive: () => true,
+        verify: async () => undefined,
         stop: async () => {},
       };
-    case 'bare': {
-      const spawned = await spawnProcess(process.execPath, [BARE, upstream.href], { cwd: ROOT, listeningLines: 1 });
-      return fromSpawned(id, spawned, `http://127.0.0.1:${spawned.port}`);
-    }
+    case 'node-floor':
+      // The bench's own upstream, answering by itself on the proxy core: what one Node process
+      // does per request with no proxying at all, the floor under any Node proxy.
+      return startNode(id, NODE_UPSTREAM, [], ctx);
+    case 'bare':
+      if (!bareAvailable()) throw new Unavailable('http-proxy (devDependency) is not installed: npm install');
+      return startNode(id, BARE, [upstream.href], ctx);
     case 'mp':
-      return startMetricsProxy(id, upstream, [], 1);
-    case 'mp-w2':
-      return startMetricsProxy(id, upstream, ['--workers', '2'], 2);
+      return startMetricsProxy(id, upstream, [], ctx);
     case 'mp-nometrics':
-      return startMetricsProxy(id, upstream, ['--metrics', 'none'], 1);
+      return startMetricsProxy(id, upstream, ['--metrics', 'none'], ctx);
+    case 'caddy': {
+      if (ctx.caddy === undefined) throw new Unavailable('Caddy is not installed (apt-get install caddy)');
+      const caddy = await startCaddy(ctx.caddy, upstream, ctx.prefix);
+      return fromSpawned(id, caddy, caddy.url, caddy.verifyMetrics);
+    }
     case 'nginx': {
-      if (ctx.nginx === undefined) throw new Unavailable('nginx is not installed (apt-get install nginx)');
-      const nginx = await startNginx(ctx.nginx, (dir, port) => proxyConfig(dir, port, upstream, ctx.wsUpstream));
+      if (ctx.nginx === undefined) throw new Unavailable('nginx is not installed (apt-get install nginx-light)');
+      const nginx = await startNginx(ctx.nginx, (dir, port) => proxyConfig(dir, port, upstream, ctx.wsUpstream), ctx.prefix);
       return fromSpawned(id, nginx, nginx.url);
     }
   }

@@ -1,0 +1,109 @@
+/**
+ * The targets from the issue (point 6, "measured like a sidecar"), each checked PASS/MISS with
+ * its margin. Comparisons between systems are medians of ratios taken within a round; the
+ * ratio's range over the rounds goes with it so that a reader can tell a miss from noise.
+ * A target whose inputs were not measured (Caddy not installed, a failed cell) reads n/a.
+ */
+import { figure } from './format.js';
+import { SCRAPE_METHODS, SCRAPE_ROUTES, SCRAPE_STATUSES } from './scrape.js';
+import type { LoadScenarioId } from './scenarios.js';
+import { type CellRecord, type ColdStart, type Metric, type ResourceResult, type RoundRatio, type ScrapeSummary, type Summary, findSummary, roundRatio } from './summary.js';
+import { TARGET_LABELS, type TargetId } from './targets.js';
+
+const MIB = 1024 * 1024;
+const MB = 1_000_000;
+
+export interface TargetCheck {
+  readonly name: string;
+  /** The limit as text, e.g. "≥ 1.30×". */
+  readonly limit: string;
+  /** Undefined when it could not be measured (a target not run, or failed). */
+  readonly measured: number | undefined;
+  readonly unit: string;
+  /** How far inside the limit, in `unit`: positive is headroom, negative is how far it misses. */
+  readonly margin: number | undefined;
+  readonly pass: boolean | undefined;
+  /** What the figure is made of (the two systems' medians, the range of the per-round ratios). */
+  readonly detail: string;
+}
+
+type Bound = { readonly at: number; readonly kind: '≥' | '≤' | '<' };
+
+function check(name: string, measured: number | undefined, unit: string, bound: Bound, detail: string): TargetCheck {
+  const limit = unit === '×' ? `${bound.kind} ${bound.at.toFixed(2)}×` : `${bound.kind} ${bound.at} ${unit}`;
+  if (measured === undefined || !Number.isFinite(measured)) return { name, limit, measured: undefined, unit, margin: undefined, pass: undefined, detail };
+  const margin = bound.kind === '≥' ? measured - bound.at : bound.at - measured;
+  return { name, limit, measured, unit, margin, pass: bound.kind === '<' ? margin > 0 : margin >= 0, detail };
+}
+
+export interface CheckInput {
+  readonly cells: readonly CellRecord[];
+  readonly summaries: readonly Summary[];
+  readonly scrapes: readonly ScrapeSummary[];
+  readonly resources: readonly ResourceResult[];
+  readonly coldStarts: readonly ColdStart[];
+  readonly rate: number;
+  readonly streamBytes: number;
+  readonly idleConnections: number;
+}
+
+const UNITS: Record<Metric, (scenario: LoadScenarioId) => string> = {
+  rate: (s) => (s === 'ws-echo' ? 'round trips/s' : 'req/s'),
+  p99Ms: () => 'ms p99',
+  cpuUsPerOp: () => 'CPU µs/op',
+};
+
+function ratioCheck(input: CheckInput, name: string, scenario: LoadScenarioId, other: TargetId, metric: Metric, bound: Bound): TargetCheck {
+  const r: RoundRatio | undefined = roundRatio(input.cells, scenario, 'mp', other, metric);
+  const mp = findSummary(input.summaries, scenario, 'mp')?.[metric];
+  const them = findSummary(input.summaries, scenario, other)?.[metric];
+  const detail =
+    `metrics-proxy ${figure(mp)} vs ${TARGET_LABELS[other]} ${figure(them)} ${UNITS[metric](scenario)} (medians)` +
+    (r === undefined ? '' : r.rounds > 1 ? `; per-round ratios ${r.min.toFixed(2)}–${r.max.toFixed(2)} over ${r.rounds} rounds` : '; 1 round');
+  return check(name, r?.median, '×', bound, detail);
+}
+
+export function evaluateTargets(input: CheckInput): TargetCheck[] {
+  const mpResources = input.resources.find((r) => r.target === 'mp');
+  const scrape = input.scrapes.find((s) => s.target === 'mp' && s.level === 'full');
+  const streamed = input.streamBytes >= 1024 ** 3 ? `${input.streamBytes / 1024 ** 3} GiB` : `${input.streamBytes / MIB} MiB`;
+  const bareIdle = input.resources.find((r) => r.target === 'bare')?.idle;
+  const cold = input.coldStarts.find((c) => c.target === 'mp');
+  return [
+    ratioCheck(input, 'small GET, 50 conns: req/s vs Caddy (metrics on)', 'get-50', 'caddy', 'rate', { at: 1.3, kind: '≥' }),
+    ratioCheck(input, 'small GET, 50 conns: CPU µs per request vs bare http-proxy', 'get-50', 'bare', 'cpuUsPerOp', { at: 0.7, kind: '≤' }),
+    ratioCheck(input, '16 KiB responses, 50 conns: req/s vs Caddy (metrics on)', 'get-16k', 'caddy', 'rate', { at: 1.2, kind: '≥' }),
+    ratioCheck(input, 'small GET, 200 conns: req/s vs bare http-proxy', 'get-200', 'bare', 'rate', { at: 1, kind: '≥' }),
+    ratioCheck(input, '1 MiB uploads, 10 conns: req/s vs bare http-proxy', 'post-1m', 'bare', 'rate', { at: 1, kind: '≥' }),
+    ratioCheck(input, 'WebSocket echo, 50 clients: round trips/s vs bare http-proxy', 'ws-echo', 'bare', 'rate', { at: 1, kind: '≥' }),
+    ratioCheck(input, `p99 at ${input.rate} req/s offered vs bare http-proxy`, 'fixed-rate', 'bare', 'p99Ms', { at: 1, kind: '≤' }),
+    check(
+      `peak RSS with ${input.idleConnections} open client connections`,
+      mpResources?.idle === undefined ? undefined : mpResources.idle.hwmBytes / MB,
+      'MB',
+      { at: 80, kind: '≤' },
+      bareIdle === undefined ? 'VmHWM of the process' : `VmHWM of the process; bare http-proxy ${(bareIdle.hwmBytes / MB).toFixed(1)} MB`,
+    ),
+    check(
+      `RSS growth, ${streamed} streamed each way at once`,
+      mpResources?.stream === undefined ? undefined : mpResources.stream.growthBytes / MB,
+      'MB',
+      { at: 20, kind: '<' },
+      'peak after the transfer − RSS before it',
+    ),
+    check(
+      `scrape, route budget full (${SCRAPE_ROUTES * SCRAPE_METHODS.length * SCRAPE_STATUSES.length} label sets)`,
+      scrape === undefined ? undefined : Math.max(scrape.textMedianMs, scrape.prometheusMedianMs),
+      'ms',
+      { at: 20, kind: '<' },
+      'median, the slower of text and OpenMetrics+gzip',
+    ),
+    check(
+      'cold start to listening (median, on the proxy core)',
+      cold?.medianMs,
+      'ms',
+      { at: 300, kind: '<' },
+      cold === undefined ? '' : `${cold.samples} starts, max ${cold.maxMs.toFixed(0)} ms`,
+    ),
+  ];
+}

@@ -1,0 +1,116 @@
+/**
+ * `npm run bench -- --profile`: where the remaining microseconds go. Each Node target (default:
+ * metrics-proxy) runs pinned on the proxy core with `node --cpu-prof`, under the small-GET load
+ * (wrk, 50 connections, as in the get-50 scenario), warmed up first; then it is stopped with
+ * SIGTERM so that Node writes the profile, and the samples of the measured window are broken
+ * down by layer, by file/package and by function, in µs per request.
+ */
+import { copyFile, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { type Breakdown, type CpuProfile, type Entry, breakdown } from './cpuprofile.js';
+import { type RunState, log } from './cells.js';
+import { registerTempDir } from './processes.js';
+import { ROOT, TARGET_LABELS, type TargetId, startTarget } from './targets.js';
+
+const TOP_FILES = 15;
+const TOP_FUNCTIONS = 25;
+const PATH = '/api/small';
+const CONNECTIONS = 50;
+
+export interface ProfileRun {
+  readonly target: TargetId;
+  readonly requests: number;
+  readonly rate: number;
+  /** From /proc/PID/stat over the same window (not sampled). */
+  readonly cpuUsPerRequest: number | undefined;
+  readonly file: string;
+  readonly breakdown: Breakdown;
+}
+
+const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+async function profileOne(state: RunState, target: TargetId, resultsDir: string, stamp: string): Promise<ProfileRun> {
+  const { options } = state;
+  const dir = await mkdtemp(join(tmpdir(), 'mp-bench-prof-'));
+  const forget = registerTempDir(dir);
+  try {
+    const running = await startTarget(target, state.upstreams.http, {
+      nginx: state.nginx,
+      caddy: state.caddy,
+      wsUpstream: state.upstreams.node,
+      prefix: state.pinning.prefix('proxy'),
+      nodeOptions: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
+    });
+    let window: { from: number; to: number; ops: number; rate: number; cpuS: number | undefined };
+    try {
+      const url = `${running.url}${PATH}`;
+      await state.wrk(url, { connections: CONNECTIONS, durationS: options.warmUpS });
+      const cpuBefore = running.cpuSeconds();
+      const from = monotonicUs();
+      const measured = await state.wrk(url, { connections: CONNECTIONS, durationS: options.durationS });
+      const to = monotonicUs();
+      const cpuAfter = running.cpuSeconds();
+      window = { from, to, ops: measured.ops, rate: measured.rate, cpuS: cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore };
+    } finally {
+      await running.stop(); // SIGTERM: the process exits and Node writes the profile
+    }
+    const written = (await readdir(dir)).find((f) => f.endsWith('.cpuprofile'));
+    if (written === undefined) throw new Error(`${TARGET_LABELS[target]} wrote no .cpuprofile (killed before it could exit?)`);
+    const file = join(resultsDir, `profile-${target}-${stamp}.cpuprofile`);
+    await copyFile(join(dir, written), file);
+    const profile = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
+    return {
+      target,
+      requests: window.ops,
+      rate: window.rate,
+      cpuUsPerRequest: window.cpuS === undefined || window.ops === 0 ? undefined : (window.cpuS / window.ops) * 1e6,
+      file,
+      breakdown: breakdown(profile, ROOT, window.from, window.to),
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    forget();
+  }
+}
+
+function entryTable(entries: readonly Entry[], requests: number, busyUs: number, withWhere: boolean): string {
+  const header = withWhere ? '| function | where | self µs/req | % |\n|---|---|---:|---:|' : '| file or package | layer | self µs/req | % |\n|---|---|---:|---:|';
+  const rows = entries.map((e) => `| ${e.name} | ${e.where} | ${(e.selfUs / requests).toFixed(2)} | ${((e.selfUs / busyUs) * 100).toFixed(1)} |`);
+  return [header, ...rows].join('\n');
+}
+
+export function renderProfile(run: ProfileRun, durationS: number): string {
+  const b = run.breakdown;
+  const perReq = b.busyUs / run.requests;
+  return [
+    `### Where the microseconds go: ${TARGET_LABELS[run.target]}, small GET, ${CONNECTIONS} connections, ${durationS} s`,
+    '',
+    `${run.requests} requests (${run.rate.toFixed(0)} req/s, with the profiler on). Sampled CPU in the window: ${(b.busyUs / 1000).toFixed(0)} ms ` +
+      `= **${perReq.toFixed(1)} µs per request**` +
+      (run.cpuUsPerRequest === undefined ? '' : ` (/proc/PID/stat: ${run.cpuUsPerRequest.toFixed(1)} µs, which also counts the profiler's own threads)`) +
+      `; idle ${(b.idleUs / 1000).toFixed(0)} ms; ${b.samples} samples. Profile: ${run.file.slice(ROOT.length)} (open it in Chrome DevTools).`,
+    '',
+    `By layer: ${b.byLayer.map((e) => `${e.name} ${(e.selfUs / run.requests).toFixed(1)} µs (${((e.selfUs / b.busyUs) * 100).toFixed(0)} %)`).join(' · ')}`,
+    '',
+    entryTable(b.byFile.slice(0, TOP_FILES), run.requests, b.busyUs, false),
+    '',
+    entryTable(b.byFunction.slice(0, TOP_FUNCTIONS), run.requests, b.busyUs, true),
+  ].join('\n');
+}
+
+/** Profiles every target of --targets in turn; returns the markdown. */
+export async function profileTargets(state: RunState, resultsDir: string, stamp: string): Promise<{ text: string; runs: ProfileRun[] }> {
+  const runs: ProfileRun[] = [];
+  const parts: string[] = [];
+  for (const target of state.options.targets) {
+    log(`profiling ${TARGET_LABELS[target]}: ${state.options.warmUpS} s warm-up, ${state.options.durationS} s measured`);
+    const started = performance.now();
+    const run = await profileOne(state, target, resultsDir, stamp);
+    log(`  ${run.requests} requests, ${(run.breakdown.busyUs / run.requests).toFixed(1)} µs/req sampled (${((performance.now() - started) / 1000).toFixed(1)} s)`);
+    runs.push(run);
+    parts.push(renderProfile(run, state.options.durationS));
+  }
+  return { text: parts.join('\n\n'), runs };
+}
