@@ -89,7 +89,8 @@ export function renderProfile(run: ProfileRun, durationS: number): string {
     '',
     `${run.requests} requests (${run.rate.toFixed(0)} req/s, with the profiler on). Sampled CPU in the window: ${(b.busyUs / 1000).toFixed(0)} ms ` +
       `= **${perReq.toFixed(1)} µs per request**` +
-      (run.cpuUsPerRequest === undefined ? '' : ` (/proc/PID/stat: ${run.cpuUsPerRequest.toFixed(1)} µs, which also counts the profiler's own threads)`) +
+      (run.cpuUsPerRequest === undefined ? '' : ` (/proc/PID/stat: ${run.cpuUsPerRequest.toFixed(1)} µs, which also counts the other threads — GC helpers, the profiler — ` +
+          'and kernel work done while the main thread waits in epoll, sampled as idle)') +
       `; idle ${(b.idleUs / 1000).toFixed(0)} ms; ${b.samples} samples. Profile: ${run.file.slice(ROOT.length)} (open it in Chrome DevTools).`,
     '',
     `By layer: ${b.byLayer.map((e) => `${e.name} ${(e.selfUs / run.requests).toFixed(1)} µs (${((e.selfUs / b.busyUs) * 100).toFixed(0)} %)`).join(' · ')}`,

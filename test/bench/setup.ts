@@ -99,6 +99,7 @@ export function header(state: RunState, tools: Tools, startedAt: Date): string {
   return [
     `# metrics-proxy bench, ${startedAt.toISOString()}`,
     '',
+    ...(options.quick ? ['**--quick: one short round, a smoke test of the bench; do not quote these figures.**', ''] : []),
     `- machine: ${cpuModel()}, Linux ${release()}, node ${process.version}`,
     `- pinning: ${tools.pinning.describe()}`,
     `- load: ${tools.wrk.version} (\`wrk -t1\`, own process) for the saturation scenarios; for the fixed rate, an open-loop node:http client ` +

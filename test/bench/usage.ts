@@ -19,6 +19,8 @@ export interface Watch {
 }
 
 const pct = (seconds: number, wallS: number): number => (seconds / wallS) * 100;
+/** Of one core: tick-granular readings against a wall clock can overshoot by a tick or two. */
+const corePct = (seconds: number, wallS: number): number => Math.min(100, pct(seconds, wallS));
 
 function coreDelta(before: Map<number, CoreTimes>, after: Map<number, CoreTimes>, core: number, field: keyof CoreTimes): number | undefined {
   const a = before.get(core)?.[field];
@@ -73,8 +75,8 @@ export function startWatch(pinning: Pinning, targetCpuSeconds: () => number | un
       const proxyBusy = coreDelta(coresBefore, coresAfter, pinning.proxyCore, 'busy');
       const loadBusy = coreDelta(coresBefore, coresAfter, pinning.loadCore, 'busy');
       const loadIrq = coreDelta(coresBefore, coresAfter, pinning.loadCore, 'irq');
-      if (proxyBusy !== undefined) out.proxyCoreOthersPct = pct(Math.max(0, proxyBusy - (cpuS ?? 0)), wallS);
-      if (loadBusy !== undefined) out.loadCoreBusyPct = pct(loadBusy + (loadIrq ?? 0), wallS);
+      if (proxyBusy !== undefined) out.proxyCoreOthersPct = corePct(Math.max(0, proxyBusy - (cpuS ?? 0)), wallS);
+      if (loadBusy !== undefined) out.loadCoreBusyPct = corePct(loadBusy + (loadIrq ?? 0), wallS);
       return out;
     },
   };
