@@ -21,7 +21,9 @@ import { createMetricsEndpoint, createRoutesEndpoint } from './metrics-endpoint.
 import { loadOpenApiTemplates } from './openapi.js';
 import { createPathClassifier } from './paths.js';
 import { createStatusRoutes } from './status.js';
-import { blameIdle, createHttpForwarder } from './proxy.js';
+import { createExchangeSweep } from './exchange-sweep.js';
+import { createHttpForwarder, upstreamBasePath } from './proxy.js';
+import { createUpstreamPool } from './upstream-pool.js';
 import {
   type Handler,
   createAdminListener,
@@ -65,10 +67,11 @@ export interface App {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Idle upstream sockets are closed before common servers' keep-alive timeouts (Node's is 5 s) to avoid reuse races. */
+/** WebSocket handshakes' idle upstream sockets (a refused handshake's) close before Node's 5 s keep-alive timeout. */
 const UPSTREAM_IDLE_SOCKET_MS = 4_000;
 const DEFAULT_CLOSE_GRACE_MS = 10_000;
 
+/** The agent of http-proxy-3, which makes the WebSocket handshakes (plain HTTP goes through undici's pool). */
 function createUpstreamAgent(upstream: URL): HttpAgent {
   const options = { keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' as const, timeout: UPSTREAM_IDLE_SOCKET_MS };
   if (upstream.protocol !== 'https:') return new HttpAgent(options);
@@ -117,8 +120,17 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   // No `xfwd`, no `changeOrigin`: headers.ts owns the header rules, and the Host the client sent is kept.
   const proxy = createProxyServer({ target: config.upstream.href, agent, ws: true });
   const timeouts = { connectMs: config.connectTimeoutMs, responseMs: config.upstreamTimeoutMs, idleMs: config.idleTimeoutMs };
-  const guard = createTimeoutGuard(timeouts, blameIdle);
-  const http = createHttpForwarder({ proxy, metrics, log: logger, guard, isDraining });
+  const guard = createTimeoutGuard(timeouts);
+  const pool = createUpstreamPool({
+    upstream: config.upstream,
+    maxConnections: config.upstreamMaxConnections,
+    keepAliveTimeoutMs: config.upstreamKeepAliveTimeoutMs,
+    connectTimeoutMs: config.connectTimeoutMs,
+    onStrayError: (err) => logger.error({ err }, 'upstream connection error'),
+  });
+  const sweep = createExchangeSweep({ responseMs: config.upstreamTimeoutMs, idleMs: config.idleTimeoutMs });
+  const basePath = upstreamBasePath(config.upstream);
+  const http = createHttpForwarder({ pool, sweep, metrics, log: logger, isDraining, basePath });
   const websocket = createWebSocketForwarder({ proxy, metrics, log: logger, guard, idleTimeoutMs: config.wsIdleTimeoutMs });
 
   const protect = (handler: Handler): Handler =>
@@ -166,8 +178,10 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
     await Promise.all([closeServer(server, graceMs), websocket.closeAll(graceMs)]);
     if (adminServer !== undefined) await closeServer(adminServer, 1_000);
     guard.close();
+    sweep.close();
     proxy.close();
     agent.destroy();
+    await pool.close();
   }
 
   return {

@@ -3,46 +3,22 @@
  * headers stop here, and X-Forwarded-* tell the upstream who really called.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { headerName } from './upstream-pool.js';
 
-/** Never forwarded in either direction. `transfer-encoding` is absent on purpose: it frames the body. */
+/**
+ * Hop-by-hop. `transfer-encoding` is absent on purpose: it frames the body. `trailer` is not hop-by-hop
+ * since RFC 7230, but request trailers cannot be forwarded (undici sends none), so it stops on requests;
+ * on responses it is relayed along with the trailers.
+ */
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade'] as const;
 const REQUEST_ONLY = ['proxy-authorization'] as const;
 const RESPONSE_ONLY = ['proxy-authenticate'] as const;
 /** Framing headers stay even when a peer lists them in `Connection`, or the body would be misread. */
 const NEVER_STRIP = new Set(['transfer-encoding', 'content-length', 'host']);
 
-/** Removes a header, or (for a response, whose headers http-proxy copies skipping undefined) blanks it. */
-type Remove = (headers: IncomingHttpHeaders, name: string) => void;
-
-const deleteHeader: Remove = (headers, name) => {
+function deleteHeader(headers: IncomingHttpHeaders, name: string): void {
   // Checked first: deleting a property that is there turns the object into a slow dictionary.
   if (headers[name] !== undefined) delete headers[name];
-};
-
-const blankHeader: Remove = (headers, name) => {
-  if (headers[name] !== undefined) headers[name] = undefined;
-};
-
-function stripListedInConnection(headers: IncomingHttpHeaders, remove: Remove): void {
-  const connection = headers.connection;
-  if (connection === undefined) return;
-  const value = String(connection);
-  // The usual `keep-alive` and `close` list no other header: skip the split.
-  if (value.indexOf(',') === -1) {
-    const name = value.trim().toLowerCase();
-    if (name !== '' && !NEVER_STRIP.has(name)) remove(headers, name);
-    return;
-  }
-  for (const token of value.split(',')) {
-    const name = token.trim().toLowerCase();
-    if (name !== '' && !NEVER_STRIP.has(name)) remove(headers, name);
-  }
-}
-
-function stripHopByHop(headers: IncomingHttpHeaders, extra: readonly string[], remove: Remove): void {
-  stripListedInConnection(headers, remove);
-  for (const name of HOP_BY_HOP) remove(headers, name);
-  for (const name of extra) remove(headers, name);
 }
 
 /**
@@ -55,7 +31,10 @@ function stripHopByHop(headers: IncomingHttpHeaders, extra: readonly string[], r
 export function prepareRequestHeaders(req: IncomingMessage, upgrade: boolean): void {
   const headers = req.headers;
   const upgradeTo = headers.upgrade;
-  stripHopByHop(headers, REQUEST_ONLY, deleteHeader);
+  const listed = listedNames(headers.connection);
+  if (listed !== undefined) for (const name of listed) deleteHeader(headers, name);
+  for (const name of HOP_BY_HOP) deleteHeader(headers, name);
+  for (const name of REQUEST_ONLY) deleteHeader(headers, name);
   deleteHeader(headers, 'expect');
   if (upgrade && upgradeTo !== undefined) {
     headers.connection = 'Upgrade';
@@ -68,11 +47,113 @@ export function prepareRequestHeaders(req: IncomingMessage, upgrade: boolean): v
   if (!headers['x-forwarded-host'] && headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
 }
 
+/** The names a `Connection` value lists besides `keep-alive` and `close`, or undefined when there are none. */
+function listedNames(connection: string | string[] | undefined): Set<string> | undefined {
+  if (connection === undefined) return undefined;
+  const value = String(connection);
+  const lower = value.toLowerCase();
+  // The usual `keep-alive` and `close` list no other header: skip the split.
+  if (value.indexOf(',') === -1 && (lower === 'keep-alive' || lower === 'close')) return undefined;
+  let listed: Set<string> | undefined;
+  for (const token of lower.split(',')) {
+    const name = token.trim();
+    if (name === '' || name === 'keep-alive' || name === 'close' || NEVER_STRIP.has(name)) continue;
+    (listed ??= new Set()).add(name);
+  }
+  return listed;
+}
+
 /**
- * Removes hop-by-hop headers from an upstream response before it is relayed. They are set to
- * undefined rather than deleted: http-proxy skips undefined headers when it copies them, and the
- * object stays fast for that copy.
+ * Not copied into an upstream request: hop-by-hop headers, `Expect` (Node has answered
+ * `100 Continue`), `Transfer-Encoding` (undici frames the body itself), and the X-Forwarded-*
+ * trio, which is added afterwards.
  */
-export function prepareResponseHeaders(headers: IncomingHttpHeaders): void {
-  stripHopByHop(headers, RESPONSE_ONLY, blankHeader);
+const NOT_COPIED_UPSTREAM = new Set<string>([
+  ...HOP_BY_HOP,
+  ...REQUEST_ONLY,
+  'expect',
+  'transfer-encoding',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+]);
+
+/**
+ * The headers of an upstream request, as the flat [name, value, …] list undici takes, under the
+ * same rules as `prepareRequestHeaders` (which stays for the WebSocket path): `req.headers` is not
+ * modified.
+ */
+export function upstreamRequestHeaders(req: IncomingMessage): Array<string | string[]> {
+  const headers = req.headers;
+  const listed = listedNames(headers.connection);
+  const out: Array<string | string[]> = [];
+  for (const name in headers) {
+    if (NOT_COPIED_UPSTREAM.has(name) || listed?.has(name) === true) continue;
+    const value = headers[name];
+    if (value !== undefined) out.push(name, value);
+  }
+  const peer = req.socket.remoteAddress ?? '';
+  const forwardedFor = keptValue(headers, listed, 'x-forwarded-for');
+  out.push('x-forwarded-for', forwardedFor ? `${forwardedFor}, ${peer}` : peer);
+  out.push('x-forwarded-proto', keptValue(headers, listed, 'x-forwarded-proto') || 'http');
+  const forwardedHost = keptValue(headers, listed, 'x-forwarded-host');
+  if (forwardedHost) out.push('x-forwarded-host', forwardedHost);
+  else if (headers.host !== undefined) out.push('x-forwarded-host', headers.host);
+  return out;
+}
+
+function keptValue(headers: IncomingHttpHeaders, listed: Set<string> | undefined, name: string): string | undefined {
+  return listed?.has(name) === true ? undefined : (headers[name] as string | undefined);
+}
+
+/** Never relayed to the client. `trailer` and `transfer-encoding` are decided apart (see below). */
+const NOT_RELAYED = new Set<string>(['connection', 'keep-alive', 'proxy-connection', 'te', 'upgrade', ...RESPONSE_ONLY]);
+
+export interface ResponseFraming {
+  /** An HTTP/1.0 client: it cannot take chunked framing, so `Transfer-Encoding` is dropped (Node closes instead). */
+  readonly http10: boolean;
+  /** The response can carry trailers to this client (a body, HTTP/1.1): `Trailer` may be relayed. */
+  readonly trailersPossible: boolean;
+}
+
+/**
+ * The headers of an upstream response, as the flat [name, value, …] list `res.writeHead` takes, from
+ * undici's raw Buffers, in one pass: names lower-cased (as http-proxy relayed them), values decoded
+ * as latin1 (header bytes unchanged), hop-by-hop headers and the names `Connection` lists left out.
+ * `Trailer` goes through only with a chunked response that can carry trailers: Node refuses it
+ * on any other.
+ */
+export function relayedResponseHeaders(raw: readonly Buffer[], framing: ResponseFraming): string[] {
+  const out: string[] = [];
+  let connection: string | undefined;
+  let trailer: string | undefined;
+  let chunked = false;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = headerName(raw[i] as Buffer);
+    const value = (raw[i + 1] as Buffer).toString('latin1');
+    if (name === 'connection') {
+      connection = connection === undefined ? value : `${connection}, ${value}`;
+    } else if (name === 'trailer') {
+      trailer = trailer === undefined ? value : `${trailer}, ${value}`;
+    } else if (name === 'transfer-encoding') {
+      chunked = /chunked\s*$/i.test(value);
+      if (!framing.http10) out.push(name, value);
+    } else if (!NOT_RELAYED.has(name)) {
+      out.push(name, value);
+    }
+  }
+  if (trailer !== undefined && chunked && framing.trailersPossible) out.push('trailer', trailer);
+  const listed = listedNames(connection);
+  return listed === undefined ? out : out.filter((_v, i, all) => !listed.has(all[i - (i % 2)] as string));
+}
+
+/** Trailer fields as `res.addTrailers` takes them, without hop-by-hop or framing names. */
+export function relayedTrailers(raw: readonly Buffer[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = headerName(raw[i] as Buffer);
+    if (NOT_RELAYED.has(name) || NEVER_STRIP.has(name) || name === 'trailer') continue;
+    out.push([name, (raw[i + 1] as Buffer).toString('latin1')]);
+  }
+  return out;
 }

@@ -23,6 +23,8 @@ export const UPSTREAM_ERROR_TYPES: readonly UpstreamFailureKind[] = [
   'protocol',
   'unknown',
 ];
+/** RFC 9110 §9.2.2: the methods the proxy may send twice (GET, HEAD, OPTIONS, TRACE always; PUT, DELETE without a body). */
+export const RETRIED_METHODS: readonly string[] = ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'];
 /** OTel's spelling for a method outside the known set. */
 const OTEL_OTHER_METHOD = '_OTHER';
 const KNOWN_METHODS = new Set<string>(STANDARD_METHODS);
@@ -46,6 +48,9 @@ export interface StandardMetrics {
   requestStarted(method: string | undefined): void;
   requestFinished(request: StandardRequest): void;
   upstreamFailed(kind: UpstreamFailureKind): void;
+  /** +1 when a request starts waiting for an upstream connection, -1 when it has one (or gave up). */
+  upstreamWaiting(delta: number): void;
+  upstreamRetried(method: string | undefined): void;
   routeOverflowed(): void;
   sessionOpened(route: string): void;
   sessionClosed(route: string, closeCode: string, durationSeconds: number): void;
@@ -103,6 +108,17 @@ export function createStandardMetrics(registry: Registry, durationBuckets: reado
     labelNames: ['error_type'],
     registry,
   });
+  const pending = new GaugeFamily({
+    name: 'metrics_proxy_upstream_pending_requests',
+    help: 'Requests waiting for an upstream connection: every one of --upstream-max-connections is busy, or a new one is being opened.',
+    registry,
+  }).series();
+  const retries = new CounterFamily({
+    name: 'metrics_proxy_upstream_retries_total',
+    help: 'Idempotent requests without a body sent again on a fresh connection after a reused one failed before any response byte.',
+    labelNames: ['http_request_method'],
+    registry,
+  });
   const overflow = new CounterFamily({
     name: 'metrics_proxy_routes_overflow_total',
     help: 'Requests recorded as http_route="other" because the route budget (--max-routes) was full.',
@@ -134,6 +150,7 @@ export function createStandardMetrics(registry: Registry, durationBuckets: reado
     registry,
   });
   for (const kind of UPSTREAM_ERROR_TYPES) upstreamErrors.series(kind);
+  for (const method of RETRIED_METHODS) retries.series(method);
 
   // Every method's in-flight gauge exists from the start; everything else is created on first use and kept.
   const methods = new Map<string, MethodSlot>();
@@ -181,6 +198,13 @@ export function createStandardMetrics(registry: Registry, durationBuckets: reado
     },
     upstreamFailed(kind) {
       upstreamErrors.series(kind).value += 1;
+    },
+    upstreamWaiting(delta) {
+      pending.value += delta;
+    },
+    upstreamRetried(method) {
+      // Only these methods are ever retried; the guard keeps the label bounded whatever the caller passes.
+      if (method !== undefined && RETRIED_METHODS.includes(method)) retries.series(method).value += 1;
     },
     routeOverflowed() {
       overflow.value += 1;

@@ -40,6 +40,10 @@ export interface MetricsRecorder {
   recordError(type: ErrorType): void;
   /** Standard family: the proxy answered because the upstream could not be reached or read. */
   recordUpstreamFailure(kind: UpstreamFailureKind): void;
+  /** Standard family: +1 when a request starts waiting for an upstream connection, -1 when that wait ends. */
+  upstreamWaiting(delta: number): void;
+  /** Standard family: a request sent again on a fresh connection. */
+  upstreamRetried(method: string | undefined): void;
   /** The bounded route label of a forwarded path. */
   routeOf(path: string): string;
   sessionOpened(route: string): void;
@@ -127,6 +131,12 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Metr
     },
     recordUpstreamFailure(kind) {
       standard?.upstreamFailed(kind);
+    },
+    upstreamWaiting(delta) {
+      standard?.upstreamWaiting(delta);
+    },
+    upstreamRetried(method) {
+      standard?.upstreamRetried(method);
     },
     sessionOpened(route) {
       standard?.sessionOpened(route);

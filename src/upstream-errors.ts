@@ -55,10 +55,28 @@ const BY_CODE: Readonly<Record<string, UpstreamFailureKind>> = {
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'tls',
   CERT_HAS_EXPIRED: 'tls',
   ERR_TLS_CERT_ALTNAME_INVALID: 'tls',
+  // undici (the HTTP engine): a connection that broke, timers, and answers it refused to parse
+  UND_ERR_SOCKET: 'reset',
+  // undici reports a parse error as this whenever the response has a Content-Length (a body cut short
+  // after the head never reaches this table: the client connection is broken instead).
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'protocol',
+  UND_ERR_CONNECT_TIMEOUT: 'connect_timeout',
+  UND_ERR_HEADERS_TIMEOUT: 'response_timeout',
+  UND_ERR_BODY_TIMEOUT: 'response_timeout',
+  UND_ERR_HEADERS_OVERFLOW: 'protocol',
+  UND_ERR_RESPONSE_EXCEEDED_MAX_SIZE: 'protocol',
 };
+
+/** undici's SocketError for an answer no request asked for: a 101 without an upgrade, a 100 in place of a response. */
+const UNDICI_PROTOCOL_MESSAGES = new Set(['bad upgrade', 'bad response']);
 
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
   const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
+  if (err instanceof Error) {
+    if (code === 'UND_ERR_SOCKET' && UNDICI_PROTOCOL_MESSAGES.has(err.message)) return FAILURES.protocol;
+    // undici 7's llhttp errors carry no code (it looks the name up the wrong way round): their class tells.
+    if (err.name === 'HTTPParserError') return FAILURES.protocol;
+  }
   const known = BY_CODE[code];
   if (known !== undefined) return FAILURES[known];
   if (code.startsWith('HPE_')) return FAILURES.protocol;

@@ -1,0 +1,186 @@
+/**
+ * Everything that knows undici: the pool of upstream connections, the
+ * connector under it, and the handler shape undici 7's HTTP/1 client calls.
+ * A major upgrade (undici 8 drops the legacy callbacks for onRequestStart,
+ * onResponseStart, …) should touch this file only.
+ *
+ * - One `Pool` per upstream origin, at most `maxConnections` connections,
+ *   pipelining 1. Requests beyond the bound wait in the pool's queue.
+ * - undici's own header and body timers are off: the exchange sweep owns the
+ *   response and idle timeouts, so it can blame the side that went quiet.
+ * - The connector pins TLS SNI and certificate checks to the upstream's own
+ *   name (undici would take them from each request's Host header, and
+ *   reconnect whenever that changes), and arms a precise connect timer per new
+ *   connection (undici's has a resolution of about a second).
+ * - `opening` is true while undici hands a just-opened connection its first
+ *   request, which it does synchronously inside the connector's callback: the
+ *   handler's `onConnect` reads it to learn whether its connection is fresh.
+ */
+import type { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { Client, type Dispatcher, Pool, buildConnector, util } from 'undici';
+import { UpstreamTimeoutError } from './errors.js';
+
+export type Abort = (err?: Error) => void;
+
+/** One request as undici's `dispatch` takes it; built once per exchange, reused for a retry. */
+export interface UpstreamRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Array<string | string[]>;
+  readonly body: Readable | null;
+  /** Constant per pool: undici would otherwise derive SNI from the Host header. */
+  readonly servername: string;
+}
+
+export interface UpstreamPoolOptions {
+  readonly upstream: URL;
+  readonly maxConnections: number;
+  /** Idle connections close after this, unless the upstream's `Keep-Alive: timeout=` hint says sooner. */
+  readonly keepAliveTimeoutMs: number;
+  /** TCP connect and TLS handshake of a new connection; 0 = off. */
+  readonly connectTimeoutMs: number;
+  /** An error no request could take (undici emits it on a connection's client): logged, never thrown. */
+  readonly onStrayError: (err: Error) => void;
+}
+
+export interface UpstreamPool {
+  /** Sends through the pool; when every connection is busy, the request waits for one. */
+  dispatch(request: UpstreamRequest, handler: UpstreamHandler): void;
+  /** Sends on a connection opened for this request alone, closed after it (a retry). */
+  dispatchFresh(request: UpstreamRequest, handler: UpstreamHandler): void;
+  /** True inside `onConnect` when the connection was opened for this request. */
+  readonly opening: boolean;
+  /** The request's `servername` for this upstream. */
+  readonly servername: string;
+  close(): Promise<void>;
+}
+
+/**
+ * An exchange as undici sees it: the legacy callbacks of undici 7's HTTP/1 client (no
+ * per-request adapter, headers as raw Buffer arrays), renamed onto methods of ours.
+ */
+export abstract class UpstreamHandler {
+  /** The request got a connection and is about to be written; `abort` cancels it from now on. */
+  protected abstract upstreamAssigned(abort: Abort): void;
+  protected abstract upstreamBodySent(bytes: number): void;
+  /** The whole request, body included, has been written. */
+  protected abstract upstreamRequestSent(): void;
+  /** The first byte of a response arrived. */
+  protected abstract upstreamResponseStarted(): void;
+  /** Return false to stop reading until `resume` is called. */
+  protected abstract upstreamHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean;
+  protected abstract upstreamData(chunk: Buffer): boolean;
+  protected abstract upstreamComplete(rawTrailers: Buffer[] | null): void;
+  protected abstract upstreamFailed(err: Error): void;
+
+  onConnect(abort: Abort): void {
+    this.upstreamAssigned(abort);
+  }
+
+  onBodySent(chunk: Buffer): void {
+    this.upstreamBodySent(chunk.length);
+  }
+
+  onRequestSent(): void {
+    this.upstreamRequestSent();
+  }
+
+  onResponseStarted(): void {
+    this.upstreamResponseStarted();
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    return this.upstreamHeaders(status, raw, resume, statusText);
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.upstreamData(chunk);
+  }
+
+  onComplete(rawTrailers: Buffer[] | null): void {
+    this.upstreamComplete(rawTrailers);
+  }
+
+  onError(err: Error): void {
+    this.upstreamFailed(err);
+  }
+}
+
+/** The lower-case name of a raw header (interned for well-known names: no allocation). */
+export function headerName(raw: Buffer): string {
+  return util.headerNameToString(raw);
+}
+
+/** Within a keep-alive hint: `timeout=5` keeps a connection idle at most 4 s (as Node's agent does). */
+const KEEP_ALIVE_HINT_MARGIN_MS = 1_000;
+
+function expireConnect(socket: Socket, ms: number): void {
+  socket.destroy(new UpstreamTimeoutError('MP_ERR_CONNECT_TIMEOUT', ms));
+}
+
+type Connector = buildConnector.connector;
+
+export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
+  const { upstream, connectTimeoutMs } = options;
+  const hostname = upstream.hostname.replace(/^\[|\]$/g, '');
+  // No SNI for an IP address (RFC 6066); the certificate is then checked against the IP.
+  const sni = isIP(hostname) === 0 ? hostname : undefined;
+  const base = buildConnector({ timeout: 0, ...(sni === undefined ? {} : { servername: sni }) });
+  let opening = false;
+
+  const connect: Connector = (connectOptions, callback) => {
+    let timer: NodeJS.Timeout | undefined;
+    // buildConnector returns the socket it opens (its .d.ts says void): the timer needs it.
+    const socket = (base as unknown as (o: buildConnector.Options, cb: buildConnector.Callback) => Socket)(
+      { ...connectOptions, servername: sni },
+      (...args) => {
+        clearTimeout(timer);
+        opening = args[0] === null;
+        try {
+          callback(...args);
+        } finally {
+          opening = false;
+        }
+      },
+    );
+    if (connectTimeoutMs > 0) timer = setTimeout(expireConnect, connectTimeoutMs, socket, connectTimeoutMs);
+  };
+
+  const clientOptions = {
+    connect,
+    pipelining: 1,
+    keepAliveTimeout: options.keepAliveTimeoutMs,
+    keepAliveTimeoutThreshold: KEEP_ALIVE_HINT_MARGIN_MS,
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  };
+  // undici re-emits a handler's exception on the client as 'error', which would kill the process unheard.
+  const newClient = (origin: string | URL): Client => {
+    const client = new Client(origin, clientOptions);
+    (client as unknown as EventEmitter).on('error', options.onStrayError);
+    return client;
+  };
+  const pool = new Pool(upstream.origin, { ...clientOptions, connections: options.maxConnections, factory: newClient });
+  // Any upstream name works as `servername`, as long as it is the same for every request.
+  const servername = sni ?? hostname;
+
+  return {
+    dispatch(request, handler) {
+      pool.dispatch(request as unknown as Dispatcher.DispatchOptions, handler as unknown as Dispatcher.DispatchHandler);
+    },
+    dispatchFresh(request, handler) {
+      const client = newClient(upstream.origin);
+      client.dispatch(request as unknown as Dispatcher.DispatchOptions, handler as unknown as Dispatcher.DispatchHandler);
+      // Closes once its one request is done.
+      void client.close().catch(() => {});
+    },
+    get opening() {
+      return opening;
+    },
+    servername,
+    close: () => pool.destroy(),
+  };
+}
