@@ -2,7 +2,19 @@ import { createHash, randomBytes } from 'node:crypto';
 import { request } from 'node:http';
 import type { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { type Proxy, type Upstream, echoHandler, httpRequest, rawExchange, sampleValue, startProxy, startUpstream } from './helpers.js';
+import { createServer as createNetServer } from 'node:net';
+import {
+  type Proxy,
+  type Running,
+  type Upstream,
+  echoHandler,
+  httpRequest,
+  rawExchange,
+  sampleValue,
+  startProxy,
+  startServer,
+  startUpstream,
+} from './helpers.js';
 
 describe('forwarding', () => {
   let upstream: Upstream;
@@ -63,7 +75,7 @@ describe('forwarding', () => {
     expect(seen['x-forwarded-host']).toBe('public.example');
   });
 
-  it('reuses upstream connections (keep-alive agent)', async () => {
+  it('reuses upstream connections (keep-alive pool)', async () => {
     const before = upstream.seen.length;
     for (let i = 0; i < 5; i++) await httpRequest(`${proxy.url}/api/ka/${i}`);
     const ports = new Set(upstream.seen.slice(before).map((r) => r.socket.remotePort));
@@ -124,6 +136,76 @@ describe('forwarding', () => {
     onTestFinished(p.close);
     const res = await httpRequest(`${p.url}/api/x?q=1`);
     expect(res.headers['x-echo-url']).toBe('/base/api/x?q=1');
+  });
+});
+
+/**
+ * A raw upstream answering each request head (no bodies here) with the response for its path, byte
+ * for byte, so framing and trailers are exactly what a test says.
+ */
+async function startScriptedUpstream(responses: Record<string, string>): Promise<Running> {
+  const server = createNetServer((socket) => {
+    socket.on('error', () => {});
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1');
+      for (let end = buffered.indexOf('\r\n\r\n'); end !== -1; end = buffered.indexOf('\r\n\r\n')) {
+        const path = /^\S+ (\S+) /.exec(buffered)?.[1] ?? '';
+        buffered = buffered.slice(end + 4);
+        socket.write(responses[path] ?? 'HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n');
+      }
+    });
+  });
+  const running = await startServer(server);
+  onTestFinished(running.close);
+  return running;
+}
+
+describe('trailers', () => {
+  const CHUNKED_WITH_TRAILERS =
+    'HTTP/1.1 200 OK\r\ntrailer: x-checksum, x-status\r\ntransfer-encoding: chunked\r\n\r\n' +
+    '5\r\nhello\r\n6\r\n world\r\n0\r\nx-checksum: abc123\r\nx-status: done\r\n\r\n';
+
+  it('relays the Trailer header and the trailer fields of a chunked response', async () => {
+    const upstream = await startScriptedUpstream({ '/api/trailers': CHUNKED_WITH_TRAILERS });
+    const proxy = await startProxy(upstream.url);
+    onTestFinished(proxy.close);
+    const answer = await new Promise<{ headers: Record<string, unknown>; body: string; trailers: Record<string, unknown> }>((resolve, reject) => {
+      request(`${proxy.url}/api/trailers`, { agent: false, headers: { te: 'trailers' } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ headers: res.headers, body, trailers: res.trailers }));
+        res.on('error', reject);
+      })
+        .on('error', reject)
+        .end();
+    });
+    expect(answer.body).toBe('hello world');
+    expect(answer.headers.trailer).toBe('x-checksum, x-status');
+    expect(answer.headers['transfer-encoding']).toBe('chunked');
+    expect(answer.trailers).toEqual({ 'x-checksum': 'abc123', 'x-status': 'done' });
+    const raw = await rawExchange(proxy.port, 'GET /api/trailers HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    expect(raw).toMatch(/\r\n0\r\nx-checksum: abc123\r\nx-status: done\r\n\r\n$/);
+  });
+
+  it.each([
+    ['a HEAD request', 'HEAD /api/trailers HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n', 200],
+    ['a 204', 'GET /api/no-content HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n', 204],
+    ['a Content-Length response', 'GET /api/sized HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n', 200],
+    ['an HTTP/1.0 client', 'GET /api/trailers HTTP/1.0\r\nhost: x\r\n\r\n', 200],
+  ])('drops a Trailer header that cannot be honoured (%s) and relays the rest', async (_name, head, status) => {
+    const upstream = await startScriptedUpstream({
+      '/api/trailers': CHUNKED_WITH_TRAILERS,
+      '/api/no-content': 'HTTP/1.1 204 No Content\r\ntrailer: x-checksum\r\n\r\n',
+      '/api/sized': 'HTTP/1.1 200 OK\r\ntrailer: x-checksum\r\ncontent-length: 5\r\n\r\nhello',
+    });
+    const proxy = await startProxy(upstream.url);
+    onTestFinished(proxy.close);
+    const raw = await rawExchange(proxy.port, head);
+    expect(raw.startsWith(`HTTP/1.1 ${status} `)).toBe(true);
+    expect(raw.toLowerCase()).not.toContain('\r\ntrailer:');
+    expect(raw).not.toContain('x-checksum: abc123');
+    expect(sampleValue(await proxy.metrics(), 'apiErrorCount', { type: 'api' })).toBe(0);
   });
 });
 

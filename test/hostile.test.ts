@@ -210,7 +210,7 @@ describe('request smuggling', () => {
     ['chunks delimited by bare LF', 'body', 'transfer-encoding: chunked\r\n', `27\n${SMUGGLED}\n0\n\n`],
   ] as const;
 
-  // Warm: the proxy's agent already holds an idle upstream connection, as it nearly always does in
+  // Warm: the proxy's pool already holds an idle upstream connection, as it nearly always does in
   // production, so anything the proxy writes for the refused request goes straight to the upstream.
   describe.each(['cold', 'warm'] as const)('with a %s upstream connection', (state) => {
     it.each(refused)('refuses %s with 400 (rejected at the %s) and forwards nothing', async (_name, rejectedAt, framing, body) => {
@@ -325,7 +325,7 @@ describe('hop-by-hop headers', () => {
     const seen = rig.received[0]?.headers ?? {};
     expect(seen['x-kept']).toBe('yes');
     for (const name of stripped) expect(seen[name], name).toBeUndefined();
-    // Only the proxy's own hop to the upstream: its agent says keep-alive, nothing the client listed.
+    // Only the proxy's own hop to the upstream: its pool says keep-alive, nothing the client listed.
     expect(seen.connection).toBe('keep-alive');
     await expectStillServing(rig.proxy, rig.crashes);
   });

@@ -218,7 +218,7 @@ describe('timeouts watched by the sweep', () => {
     const proxy = await proxyTo(upstream.url, { idleTimeoutMs: 100, upstreamTimeoutMs: 100 });
     for (let i = 0; i < 3; i++) {
       expect((await httpRequest(`${proxy.url}/api/again`)).status).toBe(200);
-      // Idle well past both timeouts with the upstream socket parked in the agent's pool.
+      // Idle well past both timeouts with the upstream socket parked in the proxy's pool.
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
     expect(new Set(upstream.seen.map((req) => req.socket)).size).toBe(1);

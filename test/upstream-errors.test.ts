@@ -24,12 +24,28 @@ describe('classifyUpstreamError', () => {
     ['EPROTO', 'tls', 502],
     ['HPE_INVALID_CONSTANT', 'protocol', 502],
     ['HPE_INVALID_HEADER_TOKEN', 'protocol', 502],
+    ['UND_ERR_SOCKET', 'reset', 502],
+    ['UND_ERR_CONNECT_TIMEOUT', 'connect_timeout', 504],
+    ['UND_ERR_HEADERS_TIMEOUT', 'response_timeout', 504],
+    ['UND_ERR_BODY_TIMEOUT', 'response_timeout', 504],
+    ['UND_ERR_HEADERS_OVERFLOW', 'protocol', 502],
+    ['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'protocol', 502],
     ['SOMETHING_ELSE', 'unknown', 502],
   ])('maps %s to %s (%i)', (code, kind, status) => {
     const failure = classifyUpstreamError(errno(code));
     expect(failure.kind).toBe(kind);
     expect(failure.status).toBe(status);
     expect(failure.msg).not.toContain(code);
+  });
+
+  it.each([
+    ['a 101 nobody asked for', Object.assign(new Error('bad upgrade'), { code: 'UND_ERR_SOCKET' }), 'protocol'],
+    ['a response without a request', Object.assign(new Error('bad response'), { code: 'UND_ERR_SOCKET' }), 'protocol'],
+    ['the other side closing', Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }), 'reset'],
+    // undici 7's parser errors have no code: the class name tells
+    ['an llhttp error', Object.assign(new Error('Response does not match the HTTP/1.1 protocol'), { name: 'HTTPParserError' }), 'protocol'],
+  ])('maps undici reporting %s by its message or class', (_name, err, kind) => {
+    expect(classifyUpstreamError(err).kind).toBe(kind);
   });
 
   it.each([undefined, null, 'text', 42, new Error('no code')])('copes with %j', (value) => {
