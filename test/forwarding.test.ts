@@ -131,6 +131,32 @@ describe('forwarding', () => {
     expect((await httpRequest(`${proxy.url}/api/after`)).status).toBe(200);
   });
 
+  it('answers Expect: 100-continue itself and forwards the body without the Expect header', async () => {
+    const body = randomBytes(64 * 1024);
+    const answer = await new Promise<{ status: number; continued: boolean; body: Buffer }>((resolve, reject) => {
+      let continued = false;
+      const req = request(
+        `${proxy.url}/api/continue`,
+        { method: 'PUT', agent: false, headers: { expect: '100-continue', 'content-length': String(body.length) } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, continued, body: Buffer.concat(chunks) }));
+        },
+      );
+      req.on('error', reject);
+      // The body goes only once the proxy said 100 Continue.
+      req.on('continue', () => {
+        continued = true;
+        req.end(body);
+      });
+    });
+    expect(answer.continued).toBe(true);
+    expect(answer.status).toBe(200);
+    expect(answer.body.equals(body)).toBe(true);
+    expect(upstream.seen.at(-1)?.headers.expect).toBeUndefined();
+  });
+
   it('prepends the path of an upstream base URL', async () => {
     const p = await startProxy(`${upstream.url}/base`);
     onTestFinished(p.close);
@@ -244,6 +270,93 @@ describe('streaming', () => {
       req.write(Buffer.alloc(1024, 1));
     });
     expect(received).toBe(rounds * 1024);
+  });
+
+  it('holds a fast side back while the other does not read (backpressure both ways, memory bounded)', async () => {
+    const total = 64 * 1024 * 1024;
+    let written = 0;
+    let uploadRead = 0;
+    let readUpload: () => void = () => {};
+    const upstream = await startUpstream((req, res) => {
+      if (req.url === '/api/download') {
+        res.writeHead(200, { 'content-length': String(total) });
+        const chunk = Buffer.alloc(64 * 1024, 1);
+        const pump = (): void => {
+          while (written < total) {
+            written += chunk.length;
+            if (!res.write(chunk)) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+          res.end();
+        };
+        pump();
+        return;
+      }
+      // the upload: read nothing until told to
+      req.pause();
+      readUpload = () => {
+        req.on('data', (c: Buffer) => (uploadRead += c.length));
+        req.on('end', () => res.end('stored'));
+        req.resume();
+      };
+    });
+    onTestFinished(upstream.close);
+    const proxy = await startProxy(upstream.url);
+    onTestFinished(proxy.close);
+
+    // Download: the client takes nothing for a while; the upstream must be held back far below 64 MiB.
+    let writtenWhilePaused = -1;
+    const downloaded = await new Promise<number>((resolve, reject) => {
+      request(`${proxy.url}/api/download`, { agent: false }, (res) => {
+        res.pause();
+        setTimeout(() => {
+          writtenWhilePaused = written;
+          let bytes = 0;
+          res.on('data', (c: Buffer) => (bytes += c.length));
+          res.on('end', () => resolve(bytes));
+          res.resume();
+        }, 400);
+      })
+        .on('error', reject)
+        .end();
+    });
+    expect(writtenWhilePaused).toBeGreaterThan(0);
+    expect(writtenWhilePaused).toBeLessThan(16 * 1024 * 1024);
+    expect(downloaded).toBe(total);
+
+    // Upload: the upstream reads nothing for a while; the client's writes must stall far below 64 MiB.
+    let sent = 0;
+    let sentWhileUnread = -1;
+    const stored = await new Promise<string>((resolve, reject) => {
+      const req = request(`${proxy.url}/api/upload`, { method: 'POST', agent: false, headers: { 'content-length': String(total) } }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve(body));
+      });
+      req.on('error', reject);
+      const chunk = Buffer.alloc(64 * 1024, 2);
+      const pump = (): void => {
+        while (sent < total) {
+          sent += chunk.length;
+          if (!req.write(chunk)) {
+            req.once('drain', pump);
+            return;
+          }
+        }
+        req.end();
+      };
+      pump();
+      setTimeout(() => {
+        sentWhileUnread = sent;
+        readUpload();
+      }, 400);
+    });
+    expect(sentWhileUnread).toBeGreaterThan(0);
+    expect(sentWhileUnread).toBeLessThan(16 * 1024 * 1024);
+    expect(stored).toBe('stored');
+    expect(uploadRead).toBe(total);
   });
 
   it('moves a large upload and download intact', async () => {
