@@ -11,6 +11,7 @@ import {
   httpRequest,
   rawExchange,
   sampleValue,
+  settle,
   startProxy,
   startServer,
   startUpstream,
@@ -119,6 +120,30 @@ describe('forwarding', () => {
     );
     expect(answer.match(/HTTP\/1\.1 200 /g)).toHaveLength(2);
     expect(answer.toLowerCase()).toContain('connection: keep-alive');
+  });
+
+  it('answers a deep pipeline in order, each request counted once, and finishes what a cut pipeline left queued', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w);
+    };
+    process.on('warning', onWarning);
+    onTestFinished(() => {
+      process.off('warning', onWarning);
+    });
+    const p = await startProxy(upstream.url);
+    onTestFinished(p.close);
+    const pipeline = (n: number, last: string) =>
+      Array.from({ length: n }, (_v, i) => `GET /api/pipe/${i} HTTP/1.1\r\nhost: x\r\n${i === n - 1 ? last : ''}\r\n`).join('');
+    const answer = await rawExchange(p.port, pipeline(30, 'connection: close\r\n'), 10_000);
+    const urls = [...answer.matchAll(/x-echo-url: (\S+)/g)].map((m) => m[1]);
+    expect(urls).toEqual(Array.from({ length: 30 }, (_v, i) => `/api/pipe/${i}`));
+    // cut while most of a second pipeline is still queued behind its first response
+    await rawExchange(p.port, pipeline(30, ''), 30);
+    const text = await settle(p.metrics, (t) => sampleValue(t, 'http_server_active_requests', { http_request_method: 'GET' }) === 0);
+    expect(sampleValue(text, 'http_server_active_requests', { http_request_method: 'GET' })).toBe(0);
+    expect(sampleValue(text, 'apiCount', { method: 'GET' })).toBe(60);
+    expect(warnings).toEqual([]);
   });
 
   it('answers a malformed request with 400 and keeps serving', async () => {
