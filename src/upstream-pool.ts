@@ -20,7 +20,13 @@ import type { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { Client, type Dispatcher, Pool, buildConnector, util } from 'undici';
+import type { Dispatcher } from 'undici';
+// The dispatcher classes straight from their files: undici's index loads fetch, WebSocket, caches and
+// more besides (+40 ms and +9 MB at start-up, measured). The version is pinned; see undici-internals.d.ts.
+import Client from 'undici/lib/dispatcher/client.js';
+import Pool from 'undici/lib/dispatcher/pool.js';
+import buildConnector from 'undici/lib/core/connect.js';
+import undiciUtil from 'undici/lib/core/util.js';
 import { UpstreamTimeoutError } from './errors.js';
 
 export type Abort = (err?: Error) => void;
@@ -111,7 +117,7 @@ export abstract class UpstreamHandler {
 
 /** The lower-case name of a raw header (interned for well-known names: no allocation). */
 export function headerName(raw: Buffer): string {
-  return util.headerNameToString(raw);
+  return undiciUtil.headerNameToString(raw);
 }
 
 /** Within a keep-alive hint: `timeout=5` keeps a connection idle at most 4 s (as Node's agent does). */
