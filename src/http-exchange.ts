@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import { type UpstreamTimeoutCode, UpstreamTimeoutError } from './errors.js';
 import type { ExchangeSweep, Watched } from './exchange-sweep.js';
 import type { MetricsRecorder } from './metrics.js';
+import { finishWhenClosed, forgetQueued } from './pipelined.js';
 import { errorBody, sendJson } from './respond.js';
 import {
   PROTOCOL_FAILURE,
@@ -41,20 +42,6 @@ export interface ExchangeContext {
   readonly sweep: ExchangeSweep;
   /** While true, every response tells the client to close its connection (graceful drain). */
   readonly isDraining: () => boolean;
-}
-
-/**
- * Exchanges queued behind a pipelined response, by client connection: Node never closes their
- * responses when the connection dies, so its 'close' finishes them. One listener per connection
- * however deep the pipeline. Pipelining is rare: this is off the hot path.
- */
-const queuedBehind = new WeakMap<Socket, Set<() => void>>();
-
-function finishQueued(this: Socket): void {
-  const queued = queuedBehind.get(this);
-  if (queued === undefined) return;
-  queuedBehind.delete(this);
-  for (const finish of queued) finish();
 }
 
 export class HttpExchange extends UpstreamHandler implements Watched {
@@ -124,13 +111,7 @@ export class HttpExchange extends UpstreamHandler implements Watched {
     // Queued behind a pipelined response, it has no socket yet, and Node never closes it if the connection dies.
     if (this.res.socket === null) {
       this.pipelined = true;
-      let queued = queuedBehind.get(this.client);
-      if (queued === undefined) {
-        queued = new Set();
-        queuedBehind.set(this.client, queued);
-        this.client.once('close', finishQueued);
-      }
-      queued.add(this.onClientGone);
+      finishWhenClosed(this.client, this.onClientGone);
     }
     this.ctx.sweep.watch(this);
     this.send(false);
@@ -316,7 +297,7 @@ export class HttpExchange extends UpstreamHandler implements Watched {
     if (this.closed) return;
     this.closed = true;
     this.ctx.sweep.unwatch(this);
-    if (this.pipelined) queuedBehind.get(this.client)?.delete(this.onClientGone);
+    if (this.pipelined) forgetQueued(this.client, this.onClientGone);
     if (!this.upstreamDone) this.abortUpstream?.();
     const { req } = this;
     this.ctx.metrics.recordRequest({
