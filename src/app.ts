@@ -10,30 +10,30 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { createBearerCheck } from './bearer.js';
-import type { Rendered } from './exposition.js';
-import type { ProxyConfig } from './config.js';
-import { HEALTH_PATH, READY_PATH, createHealth } from './health.js';
+import { createBearerCheck } from './http/bearer.js';
+import type { Rendered } from './admin/exposition.js';
+import type { ProxyConfig } from './config/config.js';
+import { HEALTH_PATH, READY_PATH, createHealth } from './admin/health.js';
 import { createLogger } from './logger.js';
-import { createMetrics } from './metrics.js';
-import { withAccessLog } from './access-log.js';
-import { createMetricsEndpoint, createRoutesEndpoint } from './metrics-endpoint.js';
-import { loadOpenApiTemplates } from './openapi.js';
-import { createPathClassifier } from './paths.js';
-import { createStatusRoutes } from './status.js';
-import { createExchangeSweep } from './exchange-sweep.js';
-import { createHttpForwarder, upstreamBasePath } from './proxy.js';
-import { createUpstreamPool } from './upstream-pool.js';
+import { createMetrics } from './metrics/recorder.js';
+import { withAccessLog } from './metrics/access-log.js';
+import { createMetricsEndpoint, createRoutesEndpoint } from './admin/metrics-endpoint.js';
+import { loadOpenApiTemplates } from './metrics/openapi.js';
+import { createPathClassifier } from './http/paths.js';
+import { createStatusRoutes } from './admin/status.js';
+import { createExchangeSweep } from './proxy/exchange-sweep.js';
+import { createHttpForwarder, upstreamBasePath } from './proxy/forwarder.js';
+import { createUpstreamPool } from './proxy/upstream-pool.js';
 import {
   type Handler,
   createAdminListener,
   createRequestListener,
   createUpgradeListener,
   refuseUpgrade,
-} from './router.js';
-import { clientIdleMs, closeServer, createHttpServer, listen } from './server.js';
-import { createTimeoutGuard } from './upstream-timeouts.js';
-import { createWebSocketForwarder } from './websocket.js';
+} from './http/router.js';
+import { clientIdleMs, closeServer, createHttpServer, listen } from './http/server.js';
+import { createTimeoutGuard } from './proxy/websocket/handshake-timeouts.js';
+import { createWebSocketForwarder } from './proxy/websocket/forwarder.js';
 
 export interface AppDeps {
   readonly logger?: Logger;

@@ -6,7 +6,7 @@
 import { createRequire } from 'node:module';
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type PinoPretty from 'pino-pretty';
-import type { LogFormatSetting, LogLevel } from './parsers.js';
+import type { LogFormatSetting, LogLevel } from './config/parsers.js';
 
 // pino-pretty (and its dependencies) only load when pretty output is asked for: production logs are JSON.
 const require = createRequire(import.meta.url);

@@ -5,8 +5,8 @@
  */
 import { createServer } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { ACCESS_LOG_MESSAGE, accessLogLine } from '../src/access-log.js';
-import type { ProxyConfig } from '../src/config.js';
+import { ACCESS_LOG_MESSAGE, accessLogLine } from '../src/metrics/access-log.js';
+import type { ProxyConfig } from '../src/config/config.js';
 import { echoHandler, httpRequest, sampleValue, settle, startProxy, startUpstream, until } from './helpers.js';
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';

@@ -20,7 +20,7 @@ interface Report {
 }
 
 beforeAll(() => {
-  if (!existsSync(join(ROOT, 'dist', 'check.js'))) throw new Error('dist/check.js is missing: run `npm run build` before these tests');
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'check.js'))) throw new Error('dist/cli/check.js is missing: run `npm run build` before these tests');
 });
 
 /** Runs `metrics-proxy check …` to completion (stdout is expected here, unlike runToExit's callers). */

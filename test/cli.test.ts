@@ -37,8 +37,8 @@ async function tempDir(cleanup: typeof onTestFinished = onTestFinished): Promise
 }
 
 beforeAll(() => {
-  if (!existsSync(join(ROOT, 'dist', 'cli.js'))) {
-    throw new Error('dist/cli.js is missing: run `npx tsc -p tsconfig.build.json` before these tests');
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
+    throw new Error('dist/cli/main.js is missing: run `npx tsc -p tsconfig.build.json` before these tests');
   }
 });
 

@@ -8,8 +8,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { DEFAULTS, VALUE_KEYS, fileKey, resolveConfig } from '../src/config.js';
-import { loadConfigFile, parseConfigText } from '../src/config-file.js';
+import { DEFAULTS, VALUE_KEYS, fileKey, resolveConfig } from '../src/config/config.js';
+import { loadConfigFile, parseConfigText } from '../src/config/file.js';
 import { configError } from './helpers.js';
 import { ROOT } from './bin.js';
 

@@ -1,8 +1,8 @@
 import { AggregatorRegistry, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, envName, resolveConfig } from '../src/config.js';
+import { DEFAULTS, envName, resolveConfig } from '../src/config/config.js';
 import { configError } from './helpers.js';
-import { createSloMetric } from '../src/metrics-slo.js';
+import { createSloMetric } from '../src/metrics/slo.js';
 
 
 describe('resolveConfig', () => {

@@ -10,9 +10,9 @@ import { type Socket, connect } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { LOOPBACK, startListening } from './bin.js';
 import { httpRequest, parseExposition, startServer, until } from './helpers.js';
-import { DEFAULTS } from '../src/config.js';
-import { createPathClassifier } from '../src/paths.js';
-import { checkRequest, isPoisoned, poison } from '../src/request-checks.js';
+import { DEFAULTS } from '../src/config/config.js';
+import { createPathClassifier } from '../src/http/paths.js';
+import { checkRequest, isPoisoned, poison } from '../src/http/request-checks.js';
 import { payload, random } from './fuzz-input.js';
 import { openFds } from './proc.js';
 

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { type Config, DEFAULTS, METRICS_TOKEN_ENV, VALUE_KEYS, envName, resolveConfig } from '../src/config.js';
-import { HEALTH_PATH, READY_PATH } from '../src/health.js';
+import { type Config, DEFAULTS, METRICS_TOKEN_ENV, VALUE_KEYS, envName, resolveConfig } from '../src/config/config.js';
+import { HEALTH_PATH, READY_PATH } from '../src/admin/health.js';
 import { ROOT } from './bin.js';
 
 const DIR = join(ROOT, 'config', 'kubernetes');

@@ -6,9 +6,9 @@
  */
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { createRenderer } from '../src/exposition.js';
-import { CounterFamily, GaugeFamily, HistogramFamily } from '../src/metric-families.js';
-import { DEFAULT_DURATION_BUCKETS_SECONDS } from '../src/metrics-standard.js';
+import { createRenderer } from '../src/admin/exposition.js';
+import { CounterFamily, GaugeFamily, HistogramFamily } from '../src/metrics/families.js';
+import { DEFAULT_DURATION_BUCKETS_SECONDS } from '../src/metrics/standard.js';
 import { random } from './fuzz-input.js';
 import { prometheusTools, promtoolCheckMetrics } from './prometheus.js';
 

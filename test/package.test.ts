@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULTS } from '../src/config.js';
-import { HEALTH_PATH } from '../src/health.js';
+import { DEFAULTS } from '../src/config/config.js';
+import { HEALTH_PATH } from '../src/admin/health.js';
 import { ROOT, childEnv, run } from './bin.js';
 import { type Stage, argsOf, dockerignoreAllows, execForm, parseDockerfile, runCommands } from './dockerfile.js';
 import { type Upstream, echoHandler, sampleValue, startUpstream } from './helpers.js';
@@ -109,7 +109,7 @@ describe('Dockerfile contract', () => {
   });
 
   it('.dockerignore lets in only what the build copies: no node_modules, dist, .git or tests', () => {
-    for (const path of ['node_modules/pino/package.json', 'dist/cli.js', '.git/HEAD', 'test/cli.test.ts', 'x.tgz', '.env']) {
+    for (const path of ['node_modules/pino/package.json', 'dist/cli/main.js', '.git/HEAD', 'test/cli.test.ts', 'x.tgz', '.env']) {
       expect(dockerignoreAllows(ignoreText, path), path).toBe(false);
     }
     const sources = copySources(buildStage);
@@ -153,7 +153,7 @@ async function installConsumer(tarball: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(join(ROOT, 'dist', 'cli.js'))) throw new Error('dist/cli.js is missing: run `npm run build` first');
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/cli/main.js is missing: run `npm run build` first');
   upstream = await startUpstream(echoHandler);
   work = await mkdtemp(join(tmpdir(), 'metrics-proxy-package-'));
   imageRoot = join(work, 'image');
@@ -238,7 +238,7 @@ async function treeBytes(dir: string): Promise<number> {
 
 describe('the production tree the Dockerfile builds', () => {
   it('npm pack ships bin, dist and package.json only, and every packed file reaches the build stage', () => {
-    expect(packedFiles).toEqual(expect.arrayContaining(['bin/metrics-proxy.js', 'dist/cli.js', 'package.json']));
+    expect(packedFiles).toEqual(expect.arrayContaining(['bin/metrics-proxy.js', 'dist/cli/main.js', 'package.json']));
     expect(packedFiles.filter((p) => p.startsWith('src/') || p.startsWith('test/') || p.endsWith('.map'))).toEqual([]);
     const sources = copySources(buildStage);
     // dist/ is built in the stage; everything else must be copied into it from the context.

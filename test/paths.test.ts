@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createPathClassifier } from '../src/paths.js';
+import { createPathClassifier } from '../src/http/paths.js';
 
 describe('path classification with prefix /api', () => {
   const classify = createPathClassifier('/api', ['/metrics']);

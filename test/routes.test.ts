@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { loadOpenApiTemplates } from '../src/openapi.js';
-import { OTHER_ROUTE, ROUTE_MEMO_LIMIT, type RouteTableOptions, createRouteTable, parseRouteTemplate } from '../src/routes.js';
+import { loadOpenApiTemplates } from '../src/metrics/openapi.js';
+import { OTHER_ROUTE, ROUTE_MEMO_LIMIT, type RouteTableOptions, createRouteTable, parseRouteTemplate } from '../src/metrics/routes.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 

@@ -11,7 +11,7 @@ import { type Browser, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { ProxyConfig } from '../src/index.js';
-import type { StatusSnapshot } from '../src/status.js';
+import type { StatusSnapshot } from '../src/admin/status.js';
 import { httpRequest, parseExposition, startProxy, startUpstream, until, deadUpstreamUrl } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyUpstreamError } from '../src/upstream-errors.js';
+import { classifyUpstreamError } from '../src/proxy/upstream-errors.js';
 
 function errno(code: string): Error {
   return Object.assign(new Error(code), { code });

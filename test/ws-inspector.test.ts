@@ -1,7 +1,7 @@
 import { type AddressInfo, type Server, type Socket, connect, createServer } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { type FrameEvents, closeCodeLabel, createFrameInspector } from '../src/ws-inspector.js';
+import { type FrameEvents, closeCodeLabel, createFrameInspector } from '../src/proxy/websocket/inspector.js';
 
 const TEXT = 0x1;
 const BINARY = 0x2;

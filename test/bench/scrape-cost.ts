@@ -6,10 +6,10 @@
 import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
 import { Registry } from 'prom-client';
-import { createRenderer } from '../../src/exposition.js';
-import { createMetrics } from '../../src/metrics.js';
-import { DEFAULTS } from '../../src/config.js';
-import { STANDARD_METHODS } from '../../src/methods.js';
+import { createRenderer } from '../../src/admin/exposition.js';
+import { createMetrics } from '../../src/metrics/recorder.js';
+import { DEFAULTS } from '../../src/config/config.js';
+import { STANDARD_METHODS } from '../../src/metrics/methods.js';
 
 const [routes = 100, methods = STANDARD_METHODS.length, statuses = 10] = process.argv.slice(2).map(Number);
 const registry = new Registry();

@@ -43,7 +43,7 @@ export interface ProxyProcess {
 }
 
 export function distIsBuilt(): boolean {
-  return existsSync(join(ROOT, 'dist', 'cli.js'));
+  return existsSync(join(ROOT, 'dist', 'cli', 'main.js'));
 }
 
 /** This process's environment without METRICS_PROXY_*: only the flags below configure the proxy. */

@@ -151,7 +151,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   if (!distIsBuilt()) {
-    console.error('soak: dist/cli.js is missing: run `npm run build` first');
+    console.error('soak: dist/cli/main.js is missing: run `npm run build` first');
     return 1;
   }
   if (!existsSync('/proc/self/status')) {

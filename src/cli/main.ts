@@ -6,14 +6,14 @@
 import cluster from 'node:cluster';
 import { createRequire } from 'node:module';
 import { Command, CommanderError, Option } from 'commander';
-import { buildApp } from './app.js';
+import { buildApp } from '../app.js';
 import { runCheck } from './check.js';
 import { answerCollections, createClusterRenderer, runPrimary } from './cluster.js';
-import { type Config, OPTIONS, VALUE_KEYS, defaultText, envName, fileKey, resolveConfig } from './config.js';
-import { CONFIG_ENV, loadConfigFile, readTokenFile } from './config-file.js';
+import { type Config, OPTIONS, VALUE_KEYS, defaultText, envName, fileKey, resolveConfig } from '../config/config.js';
+import { CONFIG_ENV, loadConfigFile, readTokenFile } from '../config/file.js';
 import { startDemoUpstream } from './demo.js';
-import { ConfigError, ProxyError } from './errors.js';
-import { createLogger, resolveLogFormat } from './logger.js';
+import { ConfigError, ProxyError } from '../errors.js';
+import { createLogger, resolveLogFormat } from '../logger.js';
 import type { Logger } from 'pino';
 
 export interface CliIo {
@@ -25,7 +25,7 @@ const PROGRAM = 'metrics-proxy';
 
 function packageVersion(): string {
   const require = createRequire(import.meta.url);
-  return (require('../package.json') as { version: string }).version;
+  return (require('../../package.json') as { version: string }).version;
 }
 
 type RawFlags = NonNullable<Parameters<typeof resolveConfig>[0]['flags']>;

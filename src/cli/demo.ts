@@ -4,7 +4,7 @@
  */
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { errorBody, sendJson } from './respond.js';
+import { errorBody, sendJson } from '../respond.js';
 
 export interface DemoUpstream {
   readonly url: URL;

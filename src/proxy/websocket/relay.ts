@@ -8,7 +8,7 @@
  * peer sees a whole frame and a close code rather than a torn stream.
  */
 import type { Duplex } from 'node:stream';
-import type { FrameInspector } from './ws-inspector.js';
+import type { FrameInspector } from './inspector.js';
 
 export type RelayPhase = 'relaying' | 'stopping' | 'stopped';
 

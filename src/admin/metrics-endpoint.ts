@@ -9,8 +9,8 @@ import { gzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { type Rendered, acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
-import type { MetricsRecorder } from './metrics.js';
-import { errorBody, sendJson } from './respond.js';
+import type { MetricsRecorder } from '../metrics/recorder.js';
+import { errorBody, sendJson } from '../respond.js';
 
 export type Endpoint = (req: IncomingMessage, res: ServerResponse) => void;
 

@@ -11,7 +11,7 @@
  * young entry per request tripled GC time per request (see upstream-timeouts.ts).
  */
 import { performance } from 'node:perf_hooks';
-import type { UpstreamTimeoutCode } from './errors.js';
+import type { UpstreamTimeoutCode } from '../errors.js';
 
 export interface SweepTimeouts {
   /** From the end of the client's request to the upstream's response headers; 0 = off. */

@@ -16,11 +16,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import { type UpstreamTimeoutCode, UpstreamTimeoutError } from './errors.js';
+import { type UpstreamTimeoutCode, UpstreamTimeoutError } from '../errors.js';
 import type { ExchangeSweep, Watched } from './exchange-sweep.js';
-import type { MetricsRecorder } from './metrics.js';
+import type { MetricsRecorder } from '../metrics/recorder.js';
 import { finishWhenClosed, forgetQueued } from './pipelined.js';
-import { errorBody, sendJson } from './respond.js';
+import { errorBody, sendJson } from '../respond.js';
 import {
   PROTOCOL_FAILURE,
   RESET_FAILURE,

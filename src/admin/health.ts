@@ -9,7 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorBody, sendJson } from './respond.js';
+import { errorBody, sendJson } from '../respond.js';
 
 export const HEALTH_PATH = '/healthz';
 export const READY_PATH = '/readyz';

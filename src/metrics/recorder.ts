@@ -5,11 +5,11 @@
  * never on prom-client's global one.
  */
 import { type Registry, collectDefaultMetrics } from 'prom-client';
-import { type SeedErrorType, createScrapeCounter, createSeedMetrics } from './metrics-seed.js';
-import { type Direction, createStandardMetrics } from './metrics-standard.js';
-import { DEFAULT_SLO_OBJECTIVE, createSloMetric } from './metrics-slo.js';
+import { type SeedErrorType, createScrapeCounter, createSeedMetrics } from './seed.js';
+import { type Direction, createStandardMetrics } from './standard.js';
+import { DEFAULT_SLO_OBJECTIVE, createSloMetric } from './slo.js';
 import { type RouteTable, createRouteTable } from './routes.js';
-import type { UpstreamFailureKind } from './upstream-errors.js';
+import type { UpstreamFailureKind } from '../proxy/upstream-errors.js';
 
 export { OTHER_METHOD, STANDARD_METHODS, methodLabel } from './methods.js';
 

@@ -4,12 +4,12 @@
  * configuration as JSON on stdout with the token masked, and one probe of the
  * upstream, the same one /readyz makes. Exit 0 ready, 1 unreachable, 2 invalid.
  */
-import { type Config, VALUE_KEYS, fileKey, flagName } from './config.js';
-import { readTokenFile } from './config-file.js';
-import { ProxyError } from './errors.js';
-import { createHealth } from './health.js';
-import { loadOpenApiTemplates } from './openapi.js';
-import { createRouteTable } from './routes.js';
+import { type Config, VALUE_KEYS, fileKey, flagName } from '../config/config.js';
+import { readTokenFile } from '../config/file.js';
+import { ProxyError } from '../errors.js';
+import { createHealth } from '../admin/health.js';
+import { loadOpenApiTemplates } from '../metrics/openapi.js';
+import { createRouteTable } from '../metrics/routes.js';
 
 export const EXIT_READY = 0;
 export const EXIT_UNREACHABLE = 1;

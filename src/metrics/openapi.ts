@@ -4,8 +4,8 @@
  * file and the reason.
  */
 import { readFileSync } from 'node:fs';
-import { parseYaml } from './lazy-modules.js';
-import { ConfigError } from './errors.js';
+import { parseYaml } from '../lazy-modules.js';
+import { ConfigError } from '../errors.js';
 import { parseRouteTemplate } from './routes.js';
 
 const OPTION = '--openapi';

@@ -7,8 +7,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ExchangeSweep } from './exchange-sweep.js';
 import { upstreamRequestHeaders } from './headers.js';
-import { type ExchangeContext, HttpExchange } from './http-exchange.js';
-import type { MetricsRecorder } from './metrics.js';
+import { type ExchangeContext, HttpExchange } from './exchange.js';
+import type { MetricsRecorder } from '../metrics/recorder.js';
 import type { UpstreamPool, UpstreamRequest } from './upstream-pool.js';
 
 export interface HttpForwarderDeps {

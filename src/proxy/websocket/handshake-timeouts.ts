@@ -16,7 +16,7 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { type UpstreamTimeoutCode, UpstreamTimeoutError } from './errors.js';
+import { type UpstreamTimeoutCode, UpstreamTimeoutError } from '../../errors.js';
 
 export interface UpstreamTimeouts {
   /** TCP (and TLS) connect of a new upstream socket. */

@@ -8,10 +8,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { PathClassifier } from './paths.js';
-import type { HttpForwarder } from './proxy.js';
+import type { HttpForwarder } from '../proxy/forwarder.js';
 import { type Refusal, checkRequest, isPoisoned, poison } from './request-checks.js';
-import { errorBody, sendJson, sendJsonOnSocket } from './respond.js';
-import type { WebSocketForwarder } from './websocket.js';
+import { errorBody, sendJson, sendJsonOnSocket } from '../respond.js';
+import type { WebSocketForwarder } from '../proxy/websocket/forwarder.js';
 
 export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 

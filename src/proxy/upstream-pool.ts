@@ -27,7 +27,7 @@ import Client from 'undici/lib/dispatcher/client.js';
 import Pool from 'undici/lib/dispatcher/pool.js';
 import buildConnector from 'undici/lib/core/connect.js';
 import undiciUtil from 'undici/lib/core/util.js';
-import { UpstreamTimeoutError } from './errors.js';
+import { UpstreamTimeoutError } from '../errors.js';
 
 export type Abort = (err?: Error) => void;
 

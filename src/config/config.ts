@@ -4,10 +4,10 @@
  * Precedence: defaults < config file < env < flags.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { type ConfigFile, describe, fileValueToRaw } from './config-file.js';
-import { ConfigError } from './errors.js';
-import { DEFAULT_DURATION_BUCKETS_SECONDS } from './metrics-standard.js';
-import { DEFAULT_SLO_OBJECTIVE } from './metrics-slo.js';
+import { type ConfigFile, describe, fileValueToRaw } from './file.js';
+import { ConfigError } from '../errors.js';
+import { DEFAULT_DURATION_BUCKETS_SECONDS } from '../metrics/standard.js';
+import { DEFAULT_SLO_OBJECTIVE } from '../metrics/slo.js';
 import {
   type LogFormatSetting,
   type LogLevel,
@@ -30,7 +30,7 @@ import {
   parseRatio,
   parseUpstream,
 } from './parsers.js';
-import { parseRouteTemplate } from './routes.js';
+import { parseRouteTemplate } from '../metrics/routes.js';
 
 export interface Config {
   /** Undefined only when `demo` is set: the demo upstream's address is known after it starts. */

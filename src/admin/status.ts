@@ -29,7 +29,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Health } from './health.js';
-import { errorBody, sendJson } from './respond.js';
+import { errorBody, sendJson } from '../respond.js';
 import { STATUS_PAGE_HEADERS, STATUS_PAGE_HTML } from './status-page.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;

@@ -7,7 +7,7 @@
  * `maxRoutes` distinct routes; later new ones become `other`. Results are
  * memoised per path in a bounded map, so a repeated path costs one lookup.
  */
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 
 export type RouteSource = 'config' | 'openapi' | 'inferred';
 export const OTHER_ROUTE = 'other';

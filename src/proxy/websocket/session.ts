@@ -21,12 +21,12 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { MetricsRecorder } from './metrics.js';
-import { errorBody, sendJsonOnSocket } from './respond.js';
-import { type UpstreamFailure, classifyUpstreamError } from './upstream-errors.js';
-import { closeFrame, expectedAccept } from './ws-frames.js';
-import { type FrameEvents, closeCodeLabel, createFrameInspector } from './ws-inspector.js';
-import { Relay } from './ws-relay.js';
+import type { MetricsRecorder } from '../../metrics/recorder.js';
+import { errorBody, sendJsonOnSocket } from '../../respond.js';
+import { type UpstreamFailure, classifyUpstreamError } from '../upstream-errors.js';
+import { closeFrame, expectedAccept } from './frames.js';
+import { type FrameEvents, closeCodeLabel, createFrameInspector } from './inspector.js';
+import { Relay } from './relay.js';
 
 export interface SessionDeps {
   readonly metrics: MetricsRecorder;

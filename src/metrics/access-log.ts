@@ -5,7 +5,7 @@
  * when it is off. The fields are an allowlist: no headers, no query string.
  */
 import type { Logger } from 'pino';
-import { type MetricsRecorder, type RequestRecord, traceFromHeader } from './metrics.js';
+import { type MetricsRecorder, type RequestRecord, traceFromHeader } from './recorder.js';
 
 export const ACCESS_LOG_MESSAGE = 'request';
 

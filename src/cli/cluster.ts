@@ -9,7 +9,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Registry } from 'prom-client';
-import type { Rendered } from './exposition.js';
+import type { Rendered } from '../admin/exposition.js';
 
 const COLLECT = 'metrics-proxy:collect';
 const COLLECTED = 'metrics-proxy:collected';

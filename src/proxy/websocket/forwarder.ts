@@ -12,10 +12,10 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ErrorCallback, ProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
-import { prepareRequestHeaders } from './headers.js';
-import type { MetricsRecorder } from './metrics.js';
-import { GOING_AWAY } from './ws-frames.js';
-import { type SessionDeps, type UpgradeRequest, WebSocketSession } from './ws-session.js';
+import { prepareRequestHeaders } from '../headers.js';
+import type { MetricsRecorder } from '../../metrics/recorder.js';
+import { GOING_AWAY } from './frames.js';
+import { type SessionDeps, type UpgradeRequest, WebSocketSession } from './session.js';
 
 export interface WebSocketForwarderDeps {
   readonly proxy: ProxyServer;

@@ -4,7 +4,7 @@
  * counter. A contract with existing dashboards: change nothing here lightly.
  */
 import type { Registry } from 'prom-client';
-import { CounterFamily, type CounterSeries, HistogramFamily, type HistogramSeries } from './metric-families.js';
+import { CounterFamily, type CounterSeries, HistogramFamily, type HistogramSeries } from './families.js';
 import { OTHER_METHOD, STANDARD_METHODS } from './methods.js';
 
 export type SeedErrorType = 'api' | 'ws';

@@ -4,7 +4,7 @@
  * the typed value or throws a ConfigError whose one-line message names both.
  */
 import { availableParallelism } from 'node:os';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

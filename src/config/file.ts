@@ -5,8 +5,8 @@
  * layer), through the same parsers as flags and env vars.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, ConfigFileError } from './errors.js';
-import { parseYaml } from './lazy-modules.js';
+import { ConfigError, ConfigFileError } from '../errors.js';
+import { parseYaml } from '../lazy-modules.js';
 
 /** The env var that names the config file when --config is not given. */
 export const CONFIG_ENV = 'METRICS_PROXY_CONFIG';

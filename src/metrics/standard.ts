@@ -6,9 +6,9 @@
  * list or a 5xx status) and close codes (registered codes or `other`).
  */
 import type { Registry } from 'prom-client';
-import { CounterFamily, type CounterSeries, GaugeFamily, HistogramFamily, type HistogramSeries } from './metric-families.js';
+import { CounterFamily, type CounterSeries, GaugeFamily, HistogramFamily, type HistogramSeries } from './families.js';
 import { STANDARD_METHODS } from './methods.js';
-import type { UpstreamFailureKind } from './upstream-errors.js';
+import type { UpstreamFailureKind } from '../proxy/upstream-errors.js';
 
 export const DEFAULT_DURATION_BUCKETS_SECONDS = Object.freeze([0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10]);
 const BODY_SIZE_BUCKETS = [0, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456, 1073741824];

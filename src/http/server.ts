@@ -2,7 +2,7 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ListenError } from './errors.js';
+import { ListenError } from '../errors.js';
 
 export interface ServerListeners {
   readonly onRequest: (req: IncomingMessage, res: ServerResponse) => void;
