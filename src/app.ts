@@ -3,11 +3,8 @@
  * Everything stateful is created here, per instance, so two apps in one
  * process share nothing.
  */
-import { Agent as HttpAgent, type Server } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
-import { isIP } from 'node:net';
+import type { Server } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
-import { createProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createBearerCheck } from './http/bearer.js';
@@ -15,7 +12,7 @@ import type { Rendered } from './admin/exposition.js';
 import type { ProxyConfig } from './config/config.js';
 import { HEALTH_PATH, READY_PATH, createHealth } from './admin/health.js';
 import { createLogger } from './logger.js';
-import { createMetrics } from './metrics/recorder.js';
+import { type MetricsRecorder, createMetrics } from './metrics/recorder.js';
 import { withAccessLog } from './metrics/access-log.js';
 import { createMetricsEndpoint, createRoutesEndpoint } from './admin/metrics-endpoint.js';
 import { loadOpenApiTemplates } from './metrics/openapi.js';
@@ -32,8 +29,9 @@ import {
   refuseUpgrade,
 } from './http/router.js';
 import { clientIdleMs, closeServer, createHttpServer, listen } from './http/server.js';
-import { createTimeoutGuard } from './proxy/websocket/handshake-timeouts.js';
-import { createWebSocketForwarder } from './proxy/websocket/forwarder.js';
+import { type WebSocketForwarder, createWebSocketForwarder } from './proxy/websocket/forwarder.js';
+import type { HttpForwarder } from './proxy/forwarder.js';
+import type { Health } from './admin/health.js';
 
 export interface AppDeps {
   readonly logger?: Logger;
@@ -67,18 +65,7 @@ export interface App {
   close(graceMs?: number): Promise<void>;
 }
 
-/** WebSocket handshakes' idle upstream sockets (a refused handshake's) close before Node's 5 s keep-alive timeout. */
-const UPSTREAM_IDLE_SOCKET_MS = 4_000;
 const DEFAULT_CLOSE_GRACE_MS = 10_000;
-
-/** The agent of http-proxy-3, which makes the WebSocket handshakes (plain HTTP goes through undici's pool). */
-function createUpstreamAgent(upstream: URL): HttpAgent {
-  const options = { keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' as const, timeout: UPSTREAM_IDLE_SOCKET_MS };
-  if (upstream.protocol !== 'https:') return new HttpAgent(options);
-  // SNI and certificate checks use the upstream's name, not the Host header the client sent.
-  const hostname = upstream.hostname.replace(/^\[|\]$/g, '');
-  return new HttpsAgent({ ...options, servername: isIP(hostname) === 0 ? hostname : '' });
-}
 
 /** The routes debug endpoint sits next to the metrics path: `/metrics` → `/metrics/routes`. */
 export function routesPath(metricsPath: string): string {
@@ -99,9 +86,7 @@ function requireToken(check: (req: Parameters<Handler>[0]) => boolean, handler: 
   };
 }
 
-export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
-  const registry = deps.registry ?? new Registry();
-  const logger = deps.logger ?? createLogger(config.logLevel);
+function createRecorder(config: ProxyConfig, registry: Registry, logger: Logger): MetricsRecorder {
   const recorder = createMetrics(registry, {
     families: config.metricFamilies,
     bucketsMs: config.bucketsMs,
@@ -113,14 +98,18 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
     sloObjective: config.slo,
   });
   // --access-log decorates the recorder; when off, nothing is added to the hot path.
-  const metrics = config.accessLog ? withAccessLog(recorder, logger) : recorder;
-  const health = createHealth({ upstream: config.upstream, readyPath: config.readyPath, timeoutMs: config.connectTimeoutMs });
-  const isDraining = (): boolean => health.draining;
-  const agent = createUpstreamAgent(config.upstream);
-  // No `xfwd`, no `changeOrigin`: headers.ts owns the header rules, and the Host the client sent is kept.
-  const proxy = createProxyServer({ target: config.upstream.href, agent, ws: true });
-  const timeouts = { connectMs: config.connectTimeoutMs, responseMs: config.upstreamTimeoutMs, idleMs: config.idleTimeoutMs };
-  const guard = createTimeoutGuard(timeouts);
+  return config.accessLog ? withAccessLog(recorder, logger) : recorder;
+}
+
+interface Forwarders {
+  readonly http: HttpForwarder;
+  readonly websocket: WebSocketForwarder;
+  /** Releases the upstream connections and timers, once the servers are closed. */
+  close(): Promise<void>;
+}
+
+/** Plain HTTP through undici's pool; WebSocket handshakes through http-proxy-3. */
+function createForwarders(config: ProxyConfig, metrics: MetricsRecorder, logger: Logger, isDraining: () => boolean): Forwarders {
   const pool = createUpstreamPool({
     upstream: config.upstream,
     maxConnections: config.upstreamMaxConnections,
@@ -130,23 +119,59 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   });
   const sweep = createExchangeSweep({ responseMs: config.upstreamTimeoutMs, idleMs: config.idleTimeoutMs });
   const basePath = upstreamBasePath(config.upstream);
-  const http = createHttpForwarder({ pool, sweep, metrics, log: logger, isDraining, basePath });
-  const websocket = createWebSocketForwarder({ proxy, metrics, log: logger, guard, idleTimeoutMs: config.wsIdleTimeoutMs });
+  const websocket = createWebSocketForwarder({
+    upstream: config.upstream,
+    timeouts: { connectMs: config.connectTimeoutMs, responseMs: config.upstreamTimeoutMs },
+    idleTimeoutMs: config.wsIdleTimeoutMs,
+    metrics,
+    log: logger,
+  });
+  return {
+    http: createHttpForwarder({ pool, sweep, metrics, log: logger, isDraining, basePath }),
+    websocket,
+    async close() {
+      sweep.close();
+      websocket.close();
+      await pool.close();
+    },
+  };
+}
 
+interface OwnRouteDeps {
+  readonly registry: Registry;
+  readonly metrics: MetricsRecorder;
+  readonly logger: Logger;
+  readonly health: Health;
+  readonly openWebSockets: () => number;
+  readonly render: AppDeps['render'];
+}
+
+/** The paths the proxy answers itself: metrics, routes, health, and the status page (paths already taken win). */
+function createOwnRoutes(config: ProxyConfig, deps: OwnRouteDeps): Map<string, Handler> {
+  const { registry, metrics, logger, health } = deps;
   const protect = (handler: Handler): Handler =>
     config.metricsToken === undefined ? handler : requireToken(createBearerCheck(config.metricsToken), handler);
   const ownRoutes = new Map<string, Handler>([
     [config.metricsPath, protect(createMetricsEndpoint(registry, metrics, logger, deps.render))],
     [routesPath(config.metricsPath), protect(createRoutesEndpoint(metrics))],
-    [HEALTH_PATH, health.serveLiveness],
-    [READY_PATH, health.serveReadiness],
+    [HEALTH_PATH, (req, res) => health.serveLiveness(req, res)],
+    [READY_PATH, (req, res) => health.serveReadiness(req, res)],
   ]);
-  // The live status page (public: static, no data) and its JSON (behind the token); paths already taken win.
   const statusRoutes = createStatusRoutes({
-    registry, health, openWebSockets: websocket.openSessions, upstream: config.upstream, log: logger, protect,
+    registry, health, openWebSockets: deps.openWebSockets, upstream: config.upstream, log: logger, protect,
     apiPrefix: config.apiPrefix, metricsPath: config.metricsPath, adminListener: config.metricsPort !== undefined,
   });
   for (const [path, handler] of statusRoutes) if (!ownRoutes.has(path)) ownRoutes.set(path, handler);
+  return ownRoutes;
+}
+
+interface Servers {
+  readonly server: Server;
+  readonly adminServer: Server | undefined;
+}
+
+/** The main listener, and the admin one when --metrics-port is set. */
+function createServers(config: ProxyConfig, forwarders: Forwarders, ownRoutes: Map<string, Handler>, isDraining: () => boolean): Servers {
   const separateAdmin = config.metricsPort !== undefined;
   // With an admin port the main port still reserves the metrics path (404, never forwarded) but answers nothing itself.
   const routerDeps = {
@@ -154,8 +179,8 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
       config.apiPrefix,
       separateAdmin ? [config.metricsPath, routesPath(config.metricsPath)] : ownRoutes.keys(),
     ),
-    http,
-    websocket,
+    http: forwarders.http,
+    websocket: forwarders.websocket,
     ownRoutes: separateAdmin ? new Map<string, Handler>() : ownRoutes,
     isDraining,
     clientIdleMs: clientIdleMs({ idleTimeoutMs: config.idleTimeoutMs }),
@@ -172,16 +197,57 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   const adminServer = separateAdmin
     ? createHttpServer({ onRequest: createAdminListener(ownRoutes, isDraining), onUpgrade: refuseUpgrade }, limits)
     : undefined;
+  return { server, adminServer };
+}
+
+/** Binds the main listener, then the admin one (releasing the first if the second fails). */
+async function listenAll(config: ProxyConfig, { server, adminServer }: Servers): Promise<ListeningAddress> {
+  const bound = await listen(server, config.port, config.host);
+  if (adminServer === undefined || config.metricsPort === undefined) return { address: bound.address, port: bound.port };
+  try {
+    const admin = await listen(adminServer, config.metricsPort, config.metricsHost ?? config.host, '--metrics-port');
+    return { address: bound.address, port: bound.port, admin: { address: admin.address, port: admin.port } };
+  } catch (err) {
+    await closeServer(server, 0);
+    throw err;
+  }
+}
+
+/** Tools read the bound port from this line (--port 0), so it is written whatever the level, short of silent. */
+function logListening(logger: Logger, config: ProxyConfig, bound: ListeningAddress): void {
+  const level = logger.isLevelEnabled('info') ? 'info' : logger.level;
+  if (level === 'silent') return;
+  const { admin } = bound;
+  logger[level as 'info'](
+    {
+      address: bound.address,
+      port: bound.port,
+      ...(admin === undefined ? {} : { metricsAddress: admin.address, metricsPort: admin.port }),
+      upstream: config.upstream.href,
+      apiPrefix: config.apiPrefix,
+      metricsPath: config.metricsPath,
+    },
+    'listening',
+  );
+}
+
+export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
+  const registry = deps.registry ?? new Registry();
+  const logger = deps.logger ?? createLogger(config.logLevel);
+  const metrics = createRecorder(config, registry, logger);
+  const health = createHealth({ upstream: config.upstream, readyPath: config.readyPath, timeoutMs: config.connectTimeoutMs });
+  const isDraining = (): boolean => health.draining;
+  const forwarders = createForwarders(config, metrics, logger, isDraining);
+  const openWebSockets = forwarders.websocket.openSessions;
+  const ownRoutes = createOwnRoutes(config, { registry, metrics, logger, health, openWebSockets, render: deps.render });
+  const servers = createServers(config, forwarders, ownRoutes, isDraining);
+  const { server, adminServer } = servers;
 
   async function closeAll(graceMs: number): Promise<void> {
     // Upgraded sockets keep server.close() waiting: the WebSocket drain ends them within the same grace.
-    await Promise.all([closeServer(server, graceMs), websocket.closeAll(graceMs)]);
+    await Promise.all([closeServer(server, graceMs), forwarders.websocket.closeAll(graceMs)]);
     if (adminServer !== undefined) await closeServer(adminServer, 1_000);
-    guard.close();
-    sweep.close();
-    proxy.close();
-    agent.destroy();
-    await pool.close();
+    await forwarders.close();
   }
 
   return {
@@ -190,37 +256,15 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
     adminServer,
     logger,
     async listen() {
-      const bound = await listen(server, config.port, config.host);
-      let admin: ListeningAddress['admin'];
-      if (adminServer !== undefined && config.metricsPort !== undefined) {
-        try {
-          const adminBound = await listen(adminServer, config.metricsPort, config.metricsHost ?? config.host, '--metrics-port');
-          admin = { address: adminBound.address, port: adminBound.port };
-        } catch (err) {
-          await closeServer(server, 0);
-          throw err;
-        }
-      }
-      // Tools read the bound port from this line (--port 0), so it is written whatever the level, short of silent.
-      const level = logger.isLevelEnabled('info') ? 'info' : logger.level;
-      if (level !== 'silent') logger[level as 'info'](
-        {
-          address: bound.address,
-          port: bound.port,
-          ...(admin === undefined ? {} : { metricsAddress: admin.address, metricsPort: admin.port }),
-          upstream: config.upstream.href,
-          apiPrefix: config.apiPrefix,
-          metricsPath: config.metricsPath,
-        },
-        'listening',
-      );
-      return { address: bound.address, port: bound.port, ...(admin === undefined ? {} : { admin }) };
+      const bound = await listenAll(config, servers);
+      logListening(logger, config, bound);
+      return bound;
     },
     async shutdown() {
       health.startDraining();
       logger.info({ drainDelayMs: config.drainDelayMs, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'draining');
       if (config.drainDelayMs > 0) await delay(config.drainDelayMs);
-      logger.info({ openWebSockets: websocket.openSessions() }, 'refusing new connections');
+      logger.info({ openWebSockets: openWebSockets() }, 'refusing new connections');
       await closeAll(config.shutdownTimeoutMs);
     },
     async close(graceMs = DEFAULT_CLOSE_GRACE_MS) {

@@ -1,7 +1,7 @@
 /**
  * WebSocket forwarding: http-proxy-3 makes the upstream upgrade request and
- * relays the 101; everything else is a WebSocketSession (ws-session.ts). This
- * module ties http-proxy-3's events to sessions and runs the drain.
+ * relays the 101; everything else is a WebSocketSession (session.ts). This
+ * module ties http-proxy-3's events to the sessions.
  *
  * A session counts once in apiCount and apiDuration, for its handshake;
  * `apiErrorCount{type="ws"}` counts failed handshakes and open sessions whose
@@ -10,21 +10,22 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { ErrorCallback, ProxyServer } from 'http-proxy-3';
+import type { ProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
-import { prepareRequestHeaders } from '../headers.js';
 import type { MetricsRecorder } from '../../metrics/recorder.js';
-import { GOING_AWAY } from './frames.js';
+import { prepareRequestHeaders } from '../headers.js';
+import { createHandshakeProxy } from './handshake-proxy.js';
+import { type HandshakeGuard, type HandshakeTimeouts, createHandshakeGuard } from './handshake-timeouts.js';
 import { type SessionDeps, type UpgradeRequest, WebSocketSession } from './session.js';
+import { SessionTable } from './session-table.js';
 
-export interface WebSocketForwarderDeps {
-  readonly proxy: ProxyServer;
-  readonly metrics: MetricsRecorder;
-  readonly log: Logger;
-  /** Arms connect/response timers on the upstream handshake request. */
-  readonly guard: (proxyReq: ClientRequest) => void;
+export interface WebSocketForwarderOptions {
+  readonly upstream: URL;
+  readonly timeouts: HandshakeTimeouts;
   /** No bytes either way for this long closes an open session; 0 = off. */
   readonly idleTimeoutMs: number;
+  readonly metrics: MetricsRecorder;
+  readonly log: Logger;
 }
 
 export interface WebSocketForwarder {
@@ -36,6 +37,8 @@ export interface WebSocketForwarder {
    * ended, or after `graceMs`, when waiting handshakes are answered 503 and the rest is cut.
    */
   closeAll(graceMs: number): Promise<void>;
+  /** Releases the handshake proxy and its agent (after closeAll). */
+  close(): void;
 }
 
 function upgradeRequest(req: IncomingMessage, url: string, startedAt: number): UpgradeRequest {
@@ -50,85 +53,51 @@ function upgradeRequest(req: IncomingMessage, url: string, startedAt: number): U
   };
 }
 
-export function createWebSocketForwarder(deps: WebSocketForwarderDeps): WebSocketForwarder {
-  const { proxy, log, guard } = deps;
-  /** Every session from its upgrade request to its end, by client socket. */
-  const sessions = new Map<Duplex, WebSocketSession>();
-  /** Sessions whose 101 was accepted and that wait for http-proxy's 'open', by upstream socket. */
-  const opening = new Map<Socket, WebSocketSession>();
-  let draining = false;
-  let allEnded: (() => void) | undefined;
-
-  const sessionDeps: SessionDeps = {
-    metrics: deps.metrics,
-    log,
-    idleTimeoutMs: deps.idleTimeoutMs,
-    awaitOpen: (upstream, session) => opening.set(upstream, session),
-    ended: (session) => {
-      sessions.delete(session.client);
-      if (session.upstreamSocket !== undefined) opening.delete(session.upstreamSocket);
-      if (sessions.size === 0) allEnded?.();
-    },
-  };
-
+/** Hands http-proxy-3's events to the session they belong to. */
+function routeProxyEvents(proxy: ProxyServer, table: SessionTable, guard: HandshakeGuard, log: Logger): void {
   proxy.on('proxyReqWs', (proxyReq: ClientRequest, _req: IncomingMessage, socket: Duplex) => {
-    const session = sessions.get(socket);
+    const session = table.byClient(socket);
     if (session === undefined) return;
     guard(proxyReq);
     session.upstreamRequested(proxyReq);
   });
-
-  proxy.on('open', (upstream: Socket) => {
-    const session = opening.get(upstream);
-    if (session === undefined) return;
-    opening.delete(upstream);
-    session.open();
-  });
-
+  proxy.on('open', (upstream: Socket) => table.takeOpening(upstream)?.open());
   // http-proxy-3 re-emits the client socket's errors here, and throws them when nobody listens.
   proxy.on('error', (err: Error) => {
     log.debug({ err }, 'websocket client socket error');
   });
+}
 
-  const onProxyError = (err: Error, _req: IncomingMessage, socket: unknown): void => {
-    sessions.get(socket as Duplex)?.upstreamFailed(err);
+export function createWebSocketForwarder(options: WebSocketForwarderOptions): WebSocketForwarder {
+  const { metrics, log } = options;
+  const { proxy, close } = createHandshakeProxy(options.upstream);
+  const table = new SessionTable();
+  const sessionDeps: SessionDeps = {
+    metrics,
+    log,
+    idleTimeoutMs: options.idleTimeoutMs,
+    awaitOpen: (upstream, session) => table.awaitOpen(upstream, session),
+    ended: (session) => table.ended(session),
   };
-
+  routeProxyEvents(proxy, table, createHandshakeGuard(options.timeouts), log);
+  const onProxyError = (err: Error, _req: IncomingMessage, socket: unknown): void => {
+    table.byClient(socket)?.upstreamFailed(err);
+  };
   return {
-    openSessions() {
-      let open = 0;
-      for (const session of sessions.values()) if (session.isOpen) open++;
-      return open;
-    },
-    closeAll(graceMs) {
-      draining = true;
-      for (const session of sessions.values()) session.close(GOING_AWAY);
-      return new Promise<void>((resolve) => {
-        if (sessions.size === 0) {
-          resolve();
-          return;
-        }
-        const deadline = setTimeout(() => {
-          for (const session of [...sessions.values()]) session.abort();
-          resolve();
-        }, graceMs);
-        allEnded = () => {
-          clearTimeout(deadline);
-          resolve();
-        };
-      });
-    },
+    openSessions: () => table.openCount(),
+    closeAll: (graceMs) => table.drain(graceMs),
+    close,
     forward(req, socket, head, url, startedAt) {
       const session = new WebSocketSession(socket as Socket, upgradeRequest(req, url, startedAt), sessionDeps);
-      sessions.set(socket, session);
-      deps.metrics.requestStarted(req.method);
-      if (draining) {
+      table.add(session);
+      metrics.requestStarted(req.method);
+      if (table.draining) {
         session.abort();
         return;
       }
       req.url = url;
       prepareRequestHeaders(req, true);
-      proxy.ws(req, socket, head, {}, onProxyError as ErrorCallback);
+      proxy.ws(req, socket, head, {}, onProxyError);
     },
   };
 }

@@ -50,132 +50,132 @@ const MAX_HIGH_WORD = 0x1f_ffff;
  * true for client→server (frames must be masked; unmask only what you need:
  * the 2-byte close code).
  */
-export function createFrameInspector(masked: boolean, events: FrameEvents): FrameInspector {
-  const header = new Uint8Array(14);
-  const maskBit = masked ? 0x80 : 0;
-  let state = State.Header;
-  let broken = false;
-  let headerLength = 0;
-  let headerNeeded = 2;
+class WebSocketFrameInspector implements FrameInspector {
+  private readonly maskBit: number;
+  private readonly header = new Uint8Array(14);
+  private state = State.Header;
+  private isBroken = false;
+  private headerLength = 0;
+  private headerNeeded = 2;
   /** Payload bytes of the current frame not yet seen. */
-  let remaining = 0;
+  private remaining = 0;
   /** A fragmented data message has started and its FIN frame has not been seen. */
-  let fragmented = false;
+  private fragmented = false;
   /** The current frame is the FIN frame of a data message: count the message once its payload has passed. */
-  let completesMessage = false;
-  let messageBytes = 0;
-  let codeBytes = 0;
-  let code = 0;
+  private completesMessage = false;
+  private messageBytes = 0;
+  private codeBytes = 0;
+  private code = 0;
   /** Set when a frame has just ended, for push(…, stopAtFrameEnd). */
-  let frameEnded = false;
+  private frameEnded = false;
 
-  function fail(): void {
-    broken = true;
-    state = State.Done;
+  private fail(): void {
+    this.isBroken = true;
+    this.state = State.Done;
   }
 
   /** Checks the first two header bytes and works out the header's full length. */
-  function startFrame(b0: number, b1: number): void {
+  private startFrame(b0: number, b1: number): void {
     const opcode = b0 & 0x0f;
     const fin = (b0 & 0x80) !== 0;
     const rsv1 = (b0 & 0x40) !== 0;
     const len7 = b1 & 0x7f;
-    let valid = (b0 & 0x30) === 0 && (b1 & 0x80) === maskBit;
+    let valid = (b0 & 0x30) === 0 && (b1 & 0x80) === this.maskBit;
     if (opcode >= OP_CLOSE) {
       valid &&= opcode <= 0xa && fin && !rsv1 && len7 <= 125;
     } else if (opcode === OP_CONTINUATION) {
-      valid &&= fragmented && !rsv1;
+      valid &&= this.fragmented && !rsv1;
     } else {
-      valid &&= opcode <= 0x2 && !fragmented;
+      valid &&= opcode <= 0x2 && !this.fragmented;
     }
     if (!valid) {
-      fail();
+      this.fail();
       return;
     }
-    headerNeeded = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (maskBit === 0 ? 0 : 4);
+    this.headerNeeded = 2 + (len7 === 126 ? 2 : len7 === 127 ? 8 : 0) + (this.maskBit === 0 ? 0 : 4);
   }
 
   /** The whole header is in: decide what the payload is for. */
-  function endHeader(): void {
-    const b0 = header[0] as number;
-    const len7 = (header[1] as number) & 0x7f;
+  private endHeader(): void {
+    const b0 = this.header[0] as number;
+    const len7 = (this.header[1] as number) & 0x7f;
     let length = len7;
     if (len7 === 126) {
-      length = ((header[2] as number) << 8) | (header[3] as number);
+      length = ((this.header[2] as number) << 8) | (this.header[3] as number);
     } else if (len7 === 127) {
-      const high = (((header[2] as number) << 24) | ((header[3] as number) << 16) | ((header[4] as number) << 8) | (header[5] as number)) >>> 0;
+      const high = (((this.header[2] as number) << 24) | ((this.header[3] as number) << 16) | ((this.header[4] as number) << 8) | (this.header[5] as number)) >>> 0;
       // The top bit set is forbidden by the RFC; beyond 2^53 − 1 the arithmetic would be inexact.
       if (high > MAX_HIGH_WORD) {
-        fail();
+        this.fail();
         return;
       }
-      const low = (((header[6] as number) << 24) | ((header[7] as number) << 16) | ((header[8] as number) << 8) | (header[9] as number)) >>> 0;
+      const low = (((this.header[6] as number) << 24) | ((this.header[7] as number) << 16) | ((this.header[8] as number) << 8) | (this.header[9] as number)) >>> 0;
       length = high * 0x1_0000_0000 + low;
     }
     const opcode = b0 & 0x0f;
-    remaining = length;
-    headerLength = 0;
-    headerNeeded = 2;
+    this.remaining = length;
+    this.headerLength = 0;
+    this.headerNeeded = 2;
     if (opcode === OP_CLOSE) {
       if (length === 0) {
-        state = State.Done;
-        frameEnded = true;
-        events.onClose(NO_STATUS);
+        this.state = State.Done;
+        this.frameEnded = true;
+        this.events.onClose(NO_STATUS);
       } else if (length === 1) {
-        fail(); // a close body starts with a 2-byte code
+        this.fail(); // a close body starts with a 2-byte code
       } else {
-        codeBytes = 0;
-        code = 0;
-        state = State.CloseCode;
+        this.codeBytes = 0;
+        this.code = 0;
+        this.state = State.CloseCode;
       }
       return;
     }
     if (opcode < OP_CLOSE) {
-      messageBytes = opcode === OP_CONTINUATION ? messageBytes + length : length;
-      completesMessage = (b0 & 0x80) !== 0;
-      fragmented = !completesMessage;
+      this.messageBytes = opcode === OP_CONTINUATION ? this.messageBytes + length : length;
+      this.completesMessage = (b0 & 0x80) !== 0;
+      this.fragmented = !this.completesMessage;
     }
-    state = State.Payload;
-    if (length === 0) endFrame();
+    this.state = State.Payload;
+    if (length === 0) this.endFrame();
   }
 
-  function endFrame(): void {
-    state = State.Header;
-    frameEnded = true;
-    if (!completesMessage) return;
-    completesMessage = false;
-    const bytes = messageBytes;
-    messageBytes = 0;
-    events.onMessage(bytes);
+  private endFrame(): void {
+    this.state = State.Header;
+    this.frameEnded = true;
+    if (!this.completesMessage) return;
+    this.completesMessage = false;
+    const bytes = this.messageBytes;
+    this.messageBytes = 0;
+    this.events.onMessage(bytes);
   }
 
   /** Reads bytes from `pos`; returns where it stopped (the end, or right after a frame when asked). */
-  function parse(chunk: Buffer, pos: number, stopAtFrameEnd: boolean): number {
+  private parse(chunk: Buffer, pos: number, stopAtFrameEnd: boolean): number {
     const end = chunk.length;
-    frameEnded = false;
-    while (pos < end && !(stopAtFrameEnd && frameEnded)) {
-      switch (state) {
+    this.frameEnded = false;
+    while (pos < end && !(stopAtFrameEnd && this.frameEnded)) {
+      switch (this.state) {
         case State.Header: {
-          header[headerLength++] = chunk[pos++] as number;
-          if (headerLength === 2) startFrame(header[0] as number, header[1] as number);
-          if (headerLength === headerNeeded && state === State.Header) endHeader();
+          this.header[this.headerLength++] = chunk[pos++] as number;
+          if (this.headerLength === 2) this.startFrame(this.header[0] as number, this.header[1] as number);
+          if (this.headerLength === this.headerNeeded && this.state === State.Header) this.endHeader();
           break;
         }
         case State.Payload: {
-          const step = Math.min(remaining, end - pos);
+          const step = Math.min(this.remaining, end - pos);
           pos += step;
-          remaining -= step;
-          if (remaining === 0) endFrame();
+          this.remaining -= step;
+          if (this.remaining === 0) this.endFrame();
           break;
         }
         case State.CloseCode:
-          readCloseCode(chunk[pos++] as number);
+          this.readCloseCode(chunk[pos++] as number);
           break;
         case State.CloseReason: {
-          const step = Math.min(remaining, end - pos);
+          const step = Math.min(this.remaining, end - pos);
           pos += step;
-          remaining -= step;
-          if (remaining === 0) endCloseFrame();
+          this.remaining -= step;
+          if (this.remaining === 0) this.endCloseFrame();
           break;
         }
         case State.Done:
@@ -185,41 +185,53 @@ export function createFrameInspector(masked: boolean, events: FrameEvents): Fram
     return pos;
   }
 
-  function readCloseCode(raw: number): void {
+  private readCloseCode(raw: number): void {
     // A control frame's length fits in 7 bits, so its mask key is always header[2..5].
-    const byte = maskBit === 0 ? raw : raw ^ (header[2 + codeBytes] as number);
-    code = (code << 8) | byte;
-    if (++codeBytes < 2) return;
-    remaining -= 2;
-    events.onClose(code);
-    if (remaining === 0) endCloseFrame();
-    else state = State.CloseReason;
+    const byte = this.maskBit === 0 ? raw : raw ^ (this.header[2 + this.codeBytes] as number);
+    this.code = (this.code << 8) | byte;
+    if (++this.codeBytes < 2) return;
+    this.remaining -= 2;
+    this.events.onClose(this.code);
+    if (this.remaining === 0) this.endCloseFrame();
+    else this.state = State.CloseReason;
   }
 
   /** Nothing a peer sends after its close frame is a frame. */
-  function endCloseFrame(): void {
-    state = State.Done;
-    frameEnded = true;
+  private endCloseFrame(): void {
+    this.state = State.Done;
+    this.frameEnded = true;
   }
 
-  return {
-    push(chunk, stopAtFrameEnd = false) {
-      if (state === State.Done) return chunk.length;
-      try {
-        return parse(chunk, 0, stopAtFrameEnd);
-      } catch {
-        // Only a throwing callback can land here; stop watching rather than break the relay.
-        fail();
-        return chunk.length;
-      }
-    },
-    get atFrameBoundary() {
-      return (state === State.Header && headerLength === 0) || (state === State.Done && !broken);
-    },
-    get broken() {
-      return broken;
-    },
-  };
+
+  constructor(
+    masked: boolean,
+    private readonly events: FrameEvents,
+  ) {
+    this.maskBit = masked ? 0x80 : 0;
+  }
+
+  push(chunk: Buffer, stopAtFrameEnd = false): number {
+    if (this.state === State.Done) return chunk.length;
+    try {
+      return this.parse(chunk, 0, stopAtFrameEnd);
+    } catch {
+      // Only a throwing callback can land here; stop watching rather than break the relay.
+      this.fail();
+      return chunk.length;
+    }
+  }
+
+  get atFrameBoundary(): boolean {
+    return (this.state === State.Header && this.headerLength === 0) || (this.state === State.Done && !this.isBroken);
+  }
+
+  get broken(): boolean {
+    return this.isBroken;
+  }
+}
+
+export function createFrameInspector(masked: boolean, events: FrameEvents): FrameInspector {
+  return new WebSocketFrameInspector(masked, events);
 }
 
 const REGISTERED_LABELS = new Map<number, string>();

@@ -19,14 +19,16 @@
  */
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { MetricsRecorder } from '../../metrics/recorder.js';
 import { errorBody, sendJsonOnSocket } from '../../respond.js';
 import { type UpstreamFailure, classifyUpstreamError } from '../upstream-errors.js';
-import { closeFrame, expectedAccept } from './frames.js';
-import { type FrameEvents, closeCodeLabel, createFrameInspector } from './inspector.js';
+import { GOING_AWAY, closeFrame, expectedAccept } from './frames.js';
+import { createFrameInspector } from './inspector.js';
 import { Relay } from './relay.js';
+import { SessionRecord, type UpgradeRequest } from './session-record.js';
+
+export type { UpgradeRequest } from './session-record.js';
 
 export interface SessionDeps {
   readonly metrics: MetricsRecorder;
@@ -37,17 +39,6 @@ export interface SessionDeps {
   readonly awaitOpen: (upstream: Socket, session: WebSocketSession) => void;
   /** Both sockets are closed and everything is recorded. */
   readonly ended: (session: WebSocketSession) => void;
-}
-
-/** What the session needs to know of the client's upgrade request. */
-export interface UpgradeRequest {
-  readonly method: string | undefined;
-  /** The forwarded path without query, for the route label. */
-  readonly path: string;
-  readonly key: string | undefined;
-  readonly traceparent: string | undefined;
-  /** performance.now() when the request arrived. */
-  readonly startedAt: number;
 }
 
 type Phase = 'handshake' | 'open' | 'ending' | 'ended';
@@ -64,8 +55,6 @@ export class WebSocketSession {
   private phase: Phase = 'handshake';
   private proxyReq: ClientRequest | undefined;
   private upstream: Socket | undefined;
-  private handshakeRecorded = false;
-  private errorCounted = false;
   /** The upstream closed its side first: a failed write to it afterwards is part of a normal close. */
   private upstreamEnded = false;
   /** Client bytes read during the handshake, relayed first once the session opens. */
@@ -73,20 +62,20 @@ export class WebSocketSession {
   private earlyBytes = 0;
   /** Close with this code as soon as the handshake completes (a drain began during it). */
   private closeOnOpen: number | undefined;
-  private closeCode: number | undefined;
-  private openedAt = 0;
-  private route = '';
   private toUpstream: Relay | undefined;
   private toClient: Relay | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
   private lastBytes = -1;
   private socketsClosed = 0;
 
+  private readonly record: SessionRecord;
+
   constructor(
     readonly client: Socket,
     private readonly request: UpgradeRequest,
     private readonly deps: SessionDeps,
   ) {
+    this.record = new SessionRecord(request, deps.metrics);
     client.on('data', this.onEarlyData);
     client.on('end', this.onClientEndDuringHandshake);
     client.on('close', this.onClientClose);
@@ -122,15 +111,15 @@ export class WebSocketSession {
       this.failHandshake(PROTOCOL_FAILURE);
       return;
     }
-    this.recordHandshake(101);
+    this.record.handshake(101);
     this.deps.awaitOpen(upstream, this);
   };
 
   /** Not a 101: http-proxy relays the upstream's answer as is; for us the handshake failed. */
   private readonly onRefused = (proxyRes: IncomingMessage): void => {
-    this.countError();
+    this.record.error();
     const status = proxyRes.statusCode ?? 502;
-    this.recordHandshake(status, status >= 500 ? String(status) : '');
+    this.record.handshake(status, status >= 500 ? String(status) : '');
     this.deps.log.warn({ status, path: this.request.path }, 'upstream refused the websocket upgrade');
     this.phase = 'ended';
     this.deps.ended(this);
@@ -162,20 +151,7 @@ export class WebSocketSession {
   }
 
   private startRelays(client: Socket, upstream: Socket): void {
-    const { metrics } = this.deps;
-    const onClose = (code: number): void => {
-      this.closeCode ??= code;
-    };
-    let fromClient: FrameEvents = { onMessage: () => {}, onClose };
-    let fromUpstream: FrameEvents = fromClient;
-    if (metrics.inspectsSessions) {
-      const route = metrics.routeOf(this.request.path);
-      this.route = route;
-      fromClient = { onMessage: (bytes) => metrics.sessionMessage(route, 'upstream', bytes), onClose };
-      fromUpstream = { onMessage: (bytes) => metrics.sessionMessage(route, 'downstream', bytes), onClose };
-      metrics.sessionOpened(route);
-    }
-    this.openedAt = performance.now();
+    const { fromClient, fromUpstream } = this.record.opened();
     this.toUpstream = new Relay(client, upstream, createFrameInspector(true, fromClient));
     this.toClient = new Relay(upstream, client, createFrameInspector(false, fromUpstream));
     this.toClient.start();
@@ -190,7 +166,7 @@ export class WebSocketSession {
     client.setTimeout(idleTimeoutMs);
     client.once('timeout', () => {
       log.info({ idleTimeoutMs }, 'closing idle websocket session');
-      this.close(1001);
+      this.close(GOING_AWAY);
     });
   }
 
@@ -204,7 +180,7 @@ export class WebSocketSession {
       return;
     }
     if (this.phase !== 'open') return;
-    this.closeCode ??= code;
+    this.record.closeCode ??= code;
     this.toClient?.stopAtFrameBoundary(closeFrame(code, false));
     this.toUpstream?.stopAtFrameBoundary(closeFrame(code, true));
     this.beginEnding();
@@ -214,7 +190,7 @@ export class WebSocketSession {
   abort(): void {
     if (this.phase === 'handshake') {
       this.proxyReq?.destroy();
-      this.recordHandshake(503);
+      this.record.handshake(503);
       this.phase = 'ended';
       sendJsonOnSocket(this.client, 503, errorBody('proxy is shutting down'));
       this.deps.ended(this);
@@ -236,14 +212,14 @@ export class WebSocketSession {
       this.deps.log.debug({ err, path: this.request.path }, 'websocket closed by upstream while the client was sending');
       return;
     }
-    this.countError();
+    this.record.error();
     this.deps.log.warn({ err, path: this.request.path }, 'websocket upstream connection failed');
   }
 
   private failHandshake(failure: UpstreamFailure, err?: Error): void {
-    this.countError();
+    this.record.error();
     this.deps.metrics.recordUpstreamFailure(failure.kind);
-    this.recordHandshake(failure.status, failure.kind);
+    this.record.handshake(failure.status, failure.kind);
     if (err !== undefined) this.deps.log.error({ err, kind: failure.kind, path: this.request.path }, 'websocket upgrade to upstream failed');
     this.phase = 'ended';
     sendJsonOnSocket(this.client, failure.status, errorBody(failure.msg));
@@ -267,7 +243,7 @@ export class WebSocketSession {
       // The client gave up during the handshake: stop the upstream request, count the attempt, no error.
       this.phase = 'ended';
       this.proxyReq?.destroy();
-      this.recordHandshake(CLIENT_CLOSED_REQUEST);
+      this.record.handshake(CLIENT_CLOSED_REQUEST);
       this.deps.ended(this);
       return;
     }
@@ -322,33 +298,7 @@ export class WebSocketSession {
     if (this.phase === 'ended') return;
     this.phase = 'ended';
     if (this.lingerTimer !== undefined) clearInterval(this.lingerTimer);
-    if (this.deps.metrics.inspectsSessions) {
-      const seconds = (performance.now() - this.openedAt) / 1000;
-      this.deps.metrics.sessionClosed(this.route, closeCodeLabel(this.closeCode), seconds);
-    }
+    this.record.closed();
     this.deps.ended(this);
-  }
-
-  private countError(): void {
-    if (this.errorCounted) return;
-    this.errorCounted = true;
-    this.deps.metrics.recordError('ws');
-  }
-
-  /** The handshake is the request: recorded once, with the status the client got. */
-  private recordHandshake(status: number, errorType = ''): void {
-    if (this.handshakeRecorded) return;
-    this.handshakeRecorded = true;
-    const { request } = this;
-    this.deps.metrics.recordRequest({
-      method: request.method,
-      path: request.path,
-      status,
-      errorType,
-      durationMs: performance.now() - request.startedAt,
-      requestBytes: 0,
-      responseBytes: 0,
-      traceparent: request.traceparent,
-    });
   }
 }
