@@ -13,7 +13,7 @@ import { type App, ConfigError, type ProxyConfig, DEFAULTS, buildApp } from '../
 export interface Running {
   readonly url: string;
   readonly port: number;
-  close(): Promise<void>;
+  readonly close: () => Promise<void>;
 }
 
 /** Listens on 127.0.0.1 (port 0 unless given); `close` also destroys open connections, upgraded ones included. */
@@ -91,7 +91,7 @@ export interface Proxy extends Running {
   /** The admin listener's base URL, when metricsPort is set. */
   readonly adminUrl: string | undefined;
   readonly logs: LogCapture['lines'];
-  metrics(): Promise<string>;
+  readonly metrics: () => Promise<string>;
 }
 
 export async function startProxy(upstreamUrl: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
@@ -262,4 +262,11 @@ export async function deadUpstreamUrl(): Promise<string> {
   const gone = await startUpstream(echoHandler);
   await gone.close();
   return gone.url;
+}
+
+/** The text of a `ws` message, whatever shape `ws` delivered it in. */
+export function wsText(data: WebSocket.RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8');
+  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
+  return Buffer.from(data).toString('utf8');
 }

@@ -11,7 +11,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket from 'ws';
 import type { ProxyConfig } from '../src/index.js';
 import { LOOPBACK, type RunningBin, exitWithin, startListening } from './bin.js';
-import { type Proxy, httpRequest, parseExposition, settle, startProxy, until } from './helpers.js';
+import { type Proxy, httpRequest, parseExposition, settle, startProxy, until, wsText } from './helpers.js';
 import { openFds } from './proc.js';
 import {
   type Peer,
@@ -168,7 +168,7 @@ describe('every byte, both ways (all metric families on)', () => {
         const timer = setTimeout(() => done('LOST: no message within 3 s'), 3_000);
         ws.on('error', (err) => done(`ERROR: ${err.message}`));
         ws.once('close', (code) => done(`CLOSED: ${code}`));
-        ws.once('message', (data) => done(String(data)));
+        ws.once('message', (data) => done(wsText(data)));
       });
     const paths = Array.from({ length: sessions }, (_v, i) => `/api/greet/${i}`);
     const got = await Promise.all(paths.map(firstMessage));
@@ -232,7 +232,7 @@ describe('every byte, both ways (all metric families on)', () => {
 
   it('relays a frame the client sent in the same TCP write as its upgrade request, before the frames after the 101', async () => {
     const received: string[] = [];
-    const upstream = await startWsUpstream((ws) => ws.on('message', (data) => received.push(String(data))));
+    const upstream = await startWsUpstream((ws) => ws.on('message', (data) => received.push(wsText(data))));
     const proxy = await proxyTo(upstream.url);
     const client = await rawClient(proxy.port, '/api/eager', encodeFrame(OP_TEXT, 'sent with the request', true));
     client.socket.resume();
@@ -426,7 +426,7 @@ describe('every session ends, exactly once', () => {
       } catch (err) {
         // Most likely the proxy died (a crash also lets go of every socket): say why.
         const exit = await within(bin.exited, 2_000, 'the proxy to exit').catch(() => undefined);
-        throw new Error(`scrape failed (${String(err)}); proxy exit ${JSON.stringify(exit)}; stdout: ${bin.stdout()}`);
+        throw new Error(`scrape failed (${String(err)}); proxy exit ${JSON.stringify(exit)}; stdout: ${bin.stdout()}`, { cause: err });
       }
     };
     const stableFds = async (): Promise<number> => {
@@ -473,7 +473,7 @@ describe('every session ends, exactly once', () => {
     // A proxy that crashed would also have let go of every socket: it must still answer.
     await scrape();
 
-    const fds = await settle(async () => openFds(bin.pid), (n) => n <= baselineFds, 10_000);
+    const fds = await settle(() => Promise.resolve(openFds(bin.pid)), (n) => n <= baselineFds, 10_000);
     expect(fds).toBeLessThanOrEqual(baselineFds);
     const sessions = kinds.length * perKind;
     const after = sessionReadings(await settle(scrape, (t) => sessionReadings(t).active === before.active && sessionReadings(t).ended - before.ended >= sessions));

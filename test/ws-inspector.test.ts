@@ -2,6 +2,7 @@ import { type AddressInfo, type Server, type Socket, connect, createServer } fro
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { type FrameEvents, closeCodeLabel, createFrameInspector } from '../src/proxy/websocket/inspector.js';
+import { wsText } from './helpers.js';
 
 const TEXT = 0x1;
 const BINARY = 0x2;
@@ -346,7 +347,7 @@ type Deflate = false | { threshold: number };
 async function startWsServer(perMessageDeflate: Deflate, onConnection: (ws: WebSocket, socket: Socket) => void) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate });
   await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  wss.on('connection', (ws, req) => onConnection(ws, req.socket as Socket));
+  wss.on('connection', (ws, req) => onConnection(ws, req.socket));
   onTestFinished(
     () =>
       new Promise<void>((resolve) => {
@@ -417,7 +418,7 @@ describe('createFrameInspector on real ws traffic', () => {
       const { client, tap } = await session(deflate, (ws) => {
         ws.on('ping', () => serverPings++);
         ws.on('message', (data) => {
-          received.push(String(data));
+          received.push(wsText(data));
           ws.send('ab', { fin: false });
           ws.ping();
           ws.send('cde', { fin: false });

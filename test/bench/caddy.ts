@@ -55,7 +55,7 @@ http://:${port} {
 export interface CaddyProcess extends Spawned {
   readonly url: string;
   /** Undefined when /metrics on the admin endpoint has request-duration series; else what is wrong. */
-  verifyMetrics(): Promise<string | undefined>;
+  readonly verifyMetrics: () => Promise<string | undefined>;
 }
 
 function fetchText(url: string): Promise<string> {

@@ -103,7 +103,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
     throw new UsageError((err as Error).message);
   }
   if (values.help === true) return 'help';
-  const str = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
+  const str = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name]) : undefined);
   const quick = values.quick === true;
   const profile = values.profile === true;
   const rounds = positive(str('rounds'), quick ? 1 : 3, '--rounds', true);

@@ -71,16 +71,16 @@ export interface Spawned {
   readonly coldStartMs: number;
   /** The port from the first `listening` line (0 for processes that print none). */
   readonly port: number;
-  stderr(): string;
+  readonly stderr: () => string;
   /** The process and its children as of now (workers). */
-  tree(): number[];
+  readonly tree: () => number[];
   /** VmRSS and VmHWM summed over the tree; read before stopping. */
-  memory(): Memory | undefined;
+  readonly memory: () => Memory | undefined;
   /** CPU seconds used so far by the tree (user + system). */
-  cpuSeconds(): number;
-  alive(): boolean;
+  readonly cpuSeconds: () => number;
+  readonly alive: () => boolean;
   /** SIGTERM to the top process, SIGKILL to the whole tree after a grace period. */
-  stop(): Promise<void>;
+  readonly stop: () => Promise<void>;
 }
 
 export class StartError extends Error {

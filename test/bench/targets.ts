@@ -43,14 +43,14 @@ export interface RunningTarget {
   /** Undefined for `direct` (no process of its own). */
   readonly coldStartMs: number | undefined;
   /** Summed over the target's processes; undefined for `direct`. */
-  memory(): Memory | undefined;
+  readonly memory: () => Memory | undefined;
   /** CPU seconds used so far by the target's processes; undefined for `direct`. */
-  cpuSeconds(): number | undefined;
+  readonly cpuSeconds: () => number | undefined;
   /** False once a target process has died. */
-  alive(): boolean;
+  readonly alive: () => boolean;
   /** After a measurement: undefined when the target did what it is meant to (Caddy: metrics recorded), else why not. */
-  verify(): Promise<string | undefined>;
-  stop(): Promise<void>;
+  readonly verify: () => Promise<string | undefined>;
+  readonly stop: () => Promise<void>;
 }
 
 export interface TargetContext {
@@ -64,7 +64,7 @@ export interface TargetContext {
   readonly nodeOptions?: readonly string[];
 }
 
-function fromSpawned(id: TargetId, spawned: Spawned, url: string, verify = async (): Promise<string | undefined> => undefined): RunningTarget {
+function fromSpawned(id: TargetId, spawned: Spawned, url: string, verify = (): Promise<string | undefined> => Promise.resolve(undefined)): RunningTarget {
   return {
     id,
     url,
@@ -109,7 +109,7 @@ export async function startTarget(id: TargetId, upstream: URL, ctx: TargetContex
         memory: () => undefined,
         cpuSeconds: () => undefined,
         alive: () => true,
-        verify: async () => undefined,
+        verify: () => Promise.resolve(undefined),
         stop: async () => {},
       };
     case 'node-floor':

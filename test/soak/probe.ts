@@ -13,7 +13,7 @@ import { request } from 'node:http';
 import { readFile, readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import WebSocket from 'ws';
-import { sampleValue } from '../helpers.js';
+import { sampleValue, wsText } from '../helpers.js';
 
 export const HEAP_USED = 'nodejs_heap_size_used_bytes';
 /** prom-client 15: percentiles of perf_hooks.monitorEventLoopDelay since the previous scrape (it resets on collect). */
@@ -97,7 +97,7 @@ export function collectGarbage(inspectorUrl: string, timeoutMs = 10_000): Promis
     };
     ws.on('open', () => ws.send(JSON.stringify({ id: 1, method: 'HeapProfiler.collectGarbage' })));
     ws.on('message', (data: WebSocket.RawData) => {
-      const reply = JSON.parse(String(data)) as { id?: number; error?: { message?: string } };
+      const reply = JSON.parse(wsText(data)) as { id?: number; error?: { message?: string } };
       if (reply.id !== 1) return;
       done(reply.error === undefined ? undefined : new Error(`HeapProfiler.collectGarbage: ${reply.error.message ?? 'failed'}`));
     });

@@ -7,6 +7,7 @@
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
+import { wsText } from '../helpers.js';
 
 export const PATHS = {
   fast: '/api/fast',
@@ -110,7 +111,7 @@ export async function startSoakUpstream(): Promise<SoakUpstream> {
     ws.on('message', (data, isBinary) => {
       counts.wsMessages += 1;
       // A server-initiated close, by the book: close frame, wait for the client's, then end TCP.
-      if (!isBinary && data.toString() === WS_CLOSE_REQUEST) ws.close(1000, 'upstream done');
+      if (!isBinary && wsText(data) === WS_CLOSE_REQUEST) ws.close(1000, 'upstream done');
       else ws.send(data, { binary: isBinary });
     });
   });
