@@ -8,27 +8,22 @@
  * - reverse_proxy with upstream keep-alive as nginx and the Node proxies have it (256 idle, 4 s);
  *   WebSocket upgrades are proxied by reverse_proxy without configuration.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Spawned, freePort, registerTempDir, spawnProcess } from './processes.js';
+import { type ToolBinary, findTool } from './tools.js';
 
 const CANDIDATES = ['/usr/bin/caddy', '/usr/local/bin/caddy'];
 
-export interface CaddyBinary {
-  readonly path: string;
-  readonly version: string;
-}
+export type CaddyBinary = ToolBinary;
 
 export function findCaddy(): CaddyBinary | undefined {
-  const path = CANDIDATES.find((p) => existsSync(p));
-  if (path === undefined) return undefined;
-  const out = spawnSync(path, ['version'], { encoding: 'utf8' });
-  const version = (out.stdout ?? '').trim().split(/\s+/)[0] ?? '';
-  return { path, version: version === '' ? 'caddy (version unknown)' : `caddy ${version}` };
+  return findTool('caddy', CANDIDATES, ['version'], (out) => {
+    const version = out.split(/\s+/)[0] ?? '';
+    return version === '' ? '' : `caddy ${version}`;
+  });
 }
 
 export function caddyfile(port: number, adminPort: number, upstream: URL): string {

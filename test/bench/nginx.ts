@@ -6,27 +6,19 @@
  * One worker process, to compare with one Node process; upstream keep-alive as a production
  * config would have it; request bodies streamed (`proxy_request_buffering off`) like ours.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Spawned, freePort, registerTempDir, spawnProcess } from './processes.js';
+import { type ToolBinary, findTool } from './tools.js';
 
 const CANDIDATES = ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx', '/usr/local/bin/nginx'];
 
-export interface NginxBinary {
-  readonly path: string;
-  readonly version: string;
-}
+export type NginxBinary = ToolBinary;
 
 export function findNginx(): NginxBinary | undefined {
-  const path = CANDIDATES.find((p) => existsSync(p));
-  if (path === undefined) return undefined;
   // `nginx -v` writes "nginx version: nginx/1.22.1" on stderr.
-  const result = spawnSync(path, ['-v'], { encoding: 'utf8' });
-  const version = `${result.stderr ?? ''}${result.stdout ?? ''}`.trim().replace(/^nginx version: /, '');
-  return { path, version: version === '' ? 'nginx (version unknown)' : version };
+  return findTool('nginx', CANDIDATES, ['-v'], (out) => out.replace(/^nginx version: /, ''));
 }
 
 function mainContext(dir: string, port: number, locations: string, upstreams = ''): string {

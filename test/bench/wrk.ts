@@ -3,27 +3,19 @@
  * connections as fast as the target answers. It runs as its own process on the load core; the
  * bench reads the JSON line that wrk-report.lua prints when the run is done.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Measured } from './load.js';
 import { runTool } from './processes.js';
+import { type ToolBinary, findTool } from './tools.js';
 
 const CANDIDATES = ['/usr/bin/wrk', '/usr/local/bin/wrk'];
 const SCRIPT = fileURLToPath(new URL('wrk-report.lua', import.meta.url));
 
-export interface WrkBinary {
-  readonly path: string;
-  readonly version: string;
-}
+export type WrkBinary = ToolBinary;
 
 export function findWrk(): WrkBinary | undefined {
-  const path = CANDIDATES.find((p) => existsSync(p));
-  if (path === undefined) return undefined;
   // `wrk -v` prints "wrk debian/4.1.0-3+b2 [epoll] Copyright ..." and the usage, and exits 1.
-  const out = spawnSync(path, ['-v'], { encoding: 'utf8' });
-  const first = `${out.stdout ?? ''}${out.stderr ?? ''}`.split('\n')[0] ?? '';
-  return { path, version: first.replace(/\s*Copyright.*$/, '').trim() || 'wrk (version unknown)' };
+  return findTool('wrk', CANDIDATES, ['-v'], (out) => (out.split('\n')[0] ?? '').replace(/\s*Copyright.*$/, '').trim());
 }
 
 export interface WrkOptions {
