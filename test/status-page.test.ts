@@ -2,16 +2,23 @@
  * The live status page: its JSON endpoint with plain fetch, then the page
  * itself in headless Chromium (Debian's `chromium`, driven by playwright-core)
  * while real traffic goes through a real proxy. A screenshot of the page under
- * traffic is saved to test/artifacts/status-page.png.
+ * traffic is saved to test/artifacts/status-page.png. And the page as built:
+ * the bin (dist/) serves what the build assembled from src/admin/status-page.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Script } from 'node:vm';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { ProxyConfig } from '../src/index.js';
 import type { StatusSnapshot } from '../src/admin/status.js';
+import { loadStatusPage } from '../src/admin/status-page.js';
+import { assembleStatusPage, contentSecurityPolicy } from '../src/admin/status-page/assemble.js';
+import { LOOPBACK, ROOT, startListening } from './bin.js';
 import { httpRequest, parseExposition, startProxy, startUpstream, until, deadUpstreamUrl } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -131,10 +138,10 @@ describe('status.json', () => {
     expect(page.headers['content-security-policy']).toMatch(/^default-src 'none'; script-src 'sha256-[A-Za-z0-9+/=]+'; style-src 'sha256-/);
     expect(page.headers['content-security-policy']).toContain("connect-src 'self'");
     const html = page.body.toString();
-    // self-contained: nothing to load from anywhere, and the inline script parses
+    // self-contained: nothing to load from anywhere, and the inline script parses (compiled, not run)
     expect(html).not.toMatch(/\b(?:src|href)=["']?(?:https?:)?\/\//i);
     const script = html.slice(html.indexOf('<script>') + '<script>'.length, html.indexOf('</script>'));
-    expect(() => new Function(script)).not.toThrow();
+    expect(() => new Script(script)).not.toThrow();
   });
 
   it('requires the metrics token for the data, not for the static page', async () => {
@@ -193,6 +200,50 @@ describe('status.json', () => {
     const snap = (await (await fetch(`${proxy.url}/metrics/status.json`)).json()) as StatusSnapshot;
     expect(snap.requests.total).toBe(1);
     expect(parseExposition(await proxy.metrics()).find((s) => s.name === 'apiCount')?.value).toBe(1);
+  });
+});
+
+const sha256 = (text: string): string => `'sha256-${createHash('sha256').update(text, 'utf8').digest('base64')}'`;
+const between = (text: string, open: string, close: string): string => text.slice(text.indexOf(open) + open.length, text.indexOf(close));
+
+describe('the page, built from its files', () => {
+  it('the bin serves the page the build assembled, under the CSP the build computed from its inline script and style', async () => {
+    const upstream = await startUpstream((_req, res) => res.end('ok'));
+    onTestFinished(upstream.close);
+    const { url } = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url]);
+    const page = await httpRequest(`${url}/status`);
+    expect(page.status).toBe(200);
+    const html = page.body.toString();
+    const csp = page.headers['content-security-policy'];
+    expect(csp).toBe(readFileSync(join(ROOT, 'dist', 'admin', 'status-page.csp'), 'utf8').trim());
+    expect(csp).toContain(`script-src ${sha256(between(html, '<script>', '</script>'))};`);
+    expect(csp).toContain(`style-src ${sha256(between(html, '<style>', '</style>'))};`);
+    expect(html).not.toMatch(/<script src=|<link rel="stylesheet"/);
+    // dist is current: the sources in src/admin/status-page assemble to the same page
+    const fromSource = await loadStatusPage();
+    expect(html).toBe(fromSource.body.toString());
+    expect(csp).toBe(fromSource.headers['content-security-policy']);
+  });
+
+  const template = (body: string): string => `<!doctype html>\n<link rel="stylesheet" href="a.css">\n${body}\n`;
+  const files = (extra: Record<string, string> = {}) => new Map(Object.entries({ 'a.css': 'p { color: red; }\n', 'a.js': 'run();\n', ...extra }));
+  it.each([
+    ['a file that is not there', template('<script src="b.js"></script>'), files(), /b\.js/],
+    ['a script that would end its element early', template('<script src="a.js"></script>'), files({ 'a.js': 'x = "</script>";' }), /a\.js/],
+    ['a style that would end its element early', template('<script src="a.js"></script>'), files({ 'a.css': '/* </STYLE> */' }), /a\.css/],
+    ['a reference to anything else', template('<img src="logo.png"><script src="a.js"></script>'), files(), /does not inline/],
+    ['no script at all', template(''), files(), /no script/],
+  ])('refuses to assemble %s', (_what, html, sources, message) => {
+    expect(() => assembleStatusPage(html, sources)).toThrow(message);
+  });
+
+  it('puts every script in one strict function, in document order, and allows each style by its hash', () => {
+    const page = assembleStatusPage(template('<script src="a.js"></script>\n<script src="b.js"></script>'), files({ 'b.js': 'go();\n' }));
+    const script = between(page.html, '<script>', '</script>');
+    expect(script).toBe("\n(() => {\n'use strict';\nrun();\n\ngo();\n})();\n");
+    expect(page.html.match(/<script>/g)).toHaveLength(1);
+    expect(page.csp).toBe(contentSecurityPolicy(script, ['\np { color: red; }\n']));
+    expect(page.csp).toContain(`style-src ${sha256('\np { color: red; }\n')};`);
   });
 });
 
@@ -271,7 +322,10 @@ function traffic(base: string, pattern: readonly string[]) {
     }
   })();
   // A failed test must not leave the loop running into a closed proxy.
-  const settled = done.then(() => undefined, (err: unknown) => err);
+  const settled = done.then(
+    () => undefined,
+    (err: unknown) => (err instanceof Error ? err : new Error(String(err))),
+  );
   onTestFinished(async () => {
     running = false;
     await settled;

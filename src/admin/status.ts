@@ -30,7 +30,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Health } from './health.js';
 import { errorBody, sendJson } from '../respond.js';
-import { STATUS_PAGE_HEADERS, STATUS_PAGE_HTML } from './status-page.js';
+import { createStatusPageHandler } from './status-page.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -232,16 +232,6 @@ export function createStatusDataEndpoint(options: StatusOptions): Handler {
   };
 }
 
-/** The page itself: static, and it holds no data, so it needs no token (a browser could not send one anyway). */
-export function serveStatusPage(req: IncomingMessage, res: ServerResponse): void {
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    sendJson(res, 405, errorBody('method not allowed'), ALLOW);
-    return;
-  }
-  res.writeHead(200, STATUS_PAGE_HEADERS);
-  res.end(req.method === 'HEAD' ? undefined : STATUS_PAGE_HTML);
-}
-
 export interface StatusRouteOptions extends StatusOptions {
   readonly apiPrefix: string;
   readonly metricsPath: string;
@@ -274,5 +264,6 @@ export function statusPaths(apiPrefix: string, metricsPath: string, adminListene
 /** The status routes to add to the listener's own paths (a path already taken, such as the metrics path, wins). */
 export function createStatusRoutes(options: StatusRouteOptions): Array<[string, Handler]> {
   const { pages, data } = statusPaths(options.apiPrefix, options.metricsPath, options.adminListener);
-  return [...pages.map((page): [string, Handler] => [page, serveStatusPage]), [data, options.protect(createStatusDataEndpoint(options))]];
+  const page = createStatusPageHandler(options.log);
+  return [...pages.map((path): [string, Handler] => [path, page]), [data, options.protect(createStatusDataEndpoint(options))]];
 }
