@@ -25,7 +25,7 @@ const CONNECTIONS = 32;
  * whatever happened to it afterwards (the bytes after it may be garbage that kills the connection
  * before the request reaches the upstream: it still counts, like any request its client abandoned).
  */
-async function startReference(): Promise<{ port: number; forwarded: () => number; close(): Promise<void> }> {
+async function startReference(): Promise<{ port: number; forwarded: () => number; close: () => Promise<void> }> {
   const classify = createPathClassifier(DEFAULTS.apiPrefix, [DEFAULTS.metricsPath, '/healthz', '/readyz']);
   let forwarded = 0;
   // The same framing checks the router applies (they have tests of their own in hostile.test.ts).

@@ -4,7 +4,7 @@
  * with onTestFinished/afterAll so nothing outlives its test.
  */
 import { type IncomingMessage, type RequestListener, type ServerResponse, createServer, request } from 'node:http';
-import { type AddressInfo, type Server as NetServer, type Socket, connect } from 'node:net';
+import { type AddressInfo, type Server as NetServer, type Socket, connect, createServer as createNetServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
@@ -257,11 +257,56 @@ export function failOrEchoHandler(req: IncomingMessage, res: ServerResponse): vo
   echoHandler(req, res);
 }
 
-/** The address of an upstream that was listening and is gone: connections to it are refused. */
+export interface ReservedPort extends Running {
+  /** Lets the process exit with the port still reserved. */
+  readonly unref: () => void;
+}
+
+/**
+ * A port on 127.0.0.1 that refuses connections and that no other test can be given meanwhile. A
+ * listener on port 0 accepts one connection of its own and stops listening: the accepted socket
+ * keeps the port bound, so the kernel never hands it to a port-0 listener (a port merely freed, it
+ * may give to the next listener of a parallel test), and a connection to it meets no listener. A
+ * server of the test's own may still listen on it explicitly (`startUpstream(handler, port)`), and
+ * the port stays reserved when that server closes. `close` frees it.
+ */
+export async function reservePort(): Promise<ReservedPort> {
+  const listener = createNetServer();
+  const accepted = new Promise<Socket>((resolve) => listener.once('connection', resolve));
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (listener.address() as AddressInfo).port;
+  const client = connect(port, '127.0.0.1').on('error', () => {});
+  const holder = (await accepted).on('error', () => {});
+  listener.close(); // stops listening at once; the accepted connection stays
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    unref: () => {
+      client.unref();
+      holder.unref();
+    },
+    close: async () => {
+      const closed = new Promise((resolve) => holder.once('close', resolve));
+      client.destroy();
+      holder.destroy();
+      await closed;
+    },
+  };
+}
+
+let deadPort: Promise<ReservedPort> | undefined;
+
+/** The address of an upstream that is gone: connections to it are refused for as long as this process lives. */
 export async function deadUpstreamUrl(): Promise<string> {
-  const gone = await startUpstream(echoHandler);
-  await gone.close();
-  return gone.url;
+  // One reserved port per test process, shared: it is never given back, and never keeps the process alive.
+  deadPort ??= reservePort().then((reserved) => {
+    reserved.unref();
+    return reserved;
+  });
+  return (await deadPort).url;
 }
 
 /** The text of a `ws` message, whatever shape `ws` delivered it in. */

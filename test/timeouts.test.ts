@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
 import { type Socket, connect, createServer as createNetServer } from 'node:net';
-import { Agent, type IncomingMessage, request } from 'node:http';
+import { Agent, type IncomingMessage, type RequestListener, request } from 'node:http';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { type Proxy, httpRequest, sampleValue, startProxy, startServer, startUpstream, until } from './helpers.js';
+import { type Proxy, httpRequest, sampleValue, startProxy, startServer, startUpstream, until, wsText } from './helpers.js';
 import type { ProxyConfig } from '../src/index.js';
 
 async function proxyTo(url: string, overrides: Partial<ProxyConfig>): Promise<Proxy> {
@@ -14,6 +14,50 @@ async function proxyTo(url: string, overrides: Partial<ProxyConfig>): Promise<Pr
 
 async function apiErrors(proxy: Proxy): Promise<number | undefined> {
   return sampleValue(await proxy.metrics(), 'apiErrorCount', { type: 'api' });
+}
+
+const CLOCK_PATH = '/api/clock';
+
+/**
+ * An exchange through the proxy that moves a byte every 10 ms until `runOut`, then falls silent
+ * until the proxy's idle timeout cuts it. Waiting for that cut waits, without a sleep and whatever
+ * the machine's load, until the proxy's own sweep has run at least the idle timeout after anything
+ * that happened before `runOut`.
+ */
+interface IdleClock {
+  /** The upstream's handler for CLOCK_PATH. */
+  readonly handle: RequestListener;
+  /** Sends the clock's request through the proxy; resolves once its response head has come. */
+  readonly start: (proxyUrl: string) => Promise<void>;
+  /** Stops the bytes; resolves once the proxy has cut the exchange. */
+  readonly runOut: () => Promise<void>;
+}
+
+function createIdleClock(): IdleClock {
+  let ticking = true;
+  let cut: Promise<void> | undefined;
+  return {
+    handle(_req, res) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const timer = setInterval(() => ticking && res.write('.'), 10);
+      res.on('close', () => clearInterval(timer));
+    },
+    start: (proxyUrl) =>
+      new Promise((resolve, reject) => {
+        const req = request(`${proxyUrl}${CLOCK_PATH}`, { agent: false }, (res) => {
+          res.on('error', () => {}); // the cut
+          cut = new Promise((done) => res.once('close', done));
+          res.resume();
+          resolve();
+        });
+        req.on('error', reject);
+        req.end();
+      }),
+    runOut: async () => {
+      ticking = false;
+      await cut;
+    },
+  };
 }
 
 describe('upstream timeouts', () => {
@@ -213,35 +257,54 @@ describe('timeouts watched by the sweep', () => {
   });
 
   it('does not cut a keep-alive upstream socket that waits in the pool between requests', async () => {
-    const upstream = await startUpstream((_req, res) => res.end('ok'));
+    const clocks: IdleClock[] = [];
+    let release: (() => void) | undefined;
+    const upstream = await startUpstream((req, res) => {
+      if (req.url === CLOCK_PATH) (clocks.at(-1) as IdleClock).handle(req, res);
+      else release = () => res.end('ok');
+    });
     onTestFinished(upstream.close);
     const proxy = await proxyTo(upstream.url, { idleTimeoutMs: 100, upstreamTimeoutMs: 100 });
     for (let i = 0; i < 3; i++) {
-      expect((await httpRequest(`${proxy.url}/api/again`)).status).toBe(200);
-      // Idle well past both timeouts with the upstream socket parked in the proxy's pool.
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      const answer = httpRequest(`${proxy.url}/api/again`);
+      await until(() => release !== undefined, 'the upstream to hold the request');
+      // Started while /api/again holds its connection, the clock takes another one. undici's pool hands
+      // the next request the first free connection, so /api/again gets its own again, if it is still there.
+      const clock = createIdleClock();
+      clocks.push(clock);
+      await clock.start(proxy.url);
+      release?.();
+      release = undefined;
+      expect((await answer).status).toBe(200);
+      // Idle past both timeouts with the upstream socket parked in the proxy's pool.
+      await clock.runOut();
     }
-    expect(new Set(upstream.seen.map((req) => req.socket)).size).toBe(1);
-    expect(await apiErrors(proxy)).toBe(0);
+    const again = upstream.seen.filter((req) => req.url === '/api/again');
+    expect(new Set(again.map((req) => req.socket)).size).toBe(1);
+    expect(await apiErrors(proxy)).toBe(clocks.length);
   });
 
   it('leaves an open WebSocket session to its own idle timeout, not the HTTP one', async () => {
     const server = (await import('node:http')).createServer();
     const wss = new WebSocketServer({ server });
     wss.on('connection', (ws) => ws.on('message', (data) => ws.send(data)));
+    const clock = createIdleClock();
+    server.on('request', clock.handle);
     const running = await startServer(server);
     onTestFinished(async () => {
       wss.close();
       await running.close();
     });
     const proxy = await proxyTo(running.url, { idleTimeoutMs: 100, upstreamTimeoutMs: 100, wsIdleTimeoutMs: 0 });
+    await clock.start(proxy.url);
     const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/api/quiet`);
     onTestFinished(() => ws.terminate());
     await new Promise((resolve) => ws.once('open', resolve));
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    // Quiet past both HTTP timeouts.
+    await clock.runOut();
     expect(ws.readyState).toBe(WebSocket.OPEN);
     ws.send('still there');
-    const echoed = await new Promise<string>((resolve) => ws.once('message', (data) => resolve(String(data))));
+    const echoed = await new Promise<string>((resolve) => ws.once('message', (data) => resolve(wsText(data))));
     expect(echoed).toBe('still there');
   });
 });

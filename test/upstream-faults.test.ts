@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { request } from 'node:http';
 import { type Socket, createServer as createNetServer } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { type Proxy, httpRequest, sampleValue, startProxy, startServer, startUpstream, until } from './helpers.js';
+import { type Proxy, httpRequest, reservePort, sampleValue, startProxy, startServer, startUpstream, until } from './helpers.js';
 
 async function apiErrors(proxy: Proxy): Promise<number | undefined> {
   return sampleValue(await proxy.metrics(), 'apiErrorCount', { type: 'api' });
@@ -58,8 +58,10 @@ describe('upstream faults', () => {
   });
 
   it('answers 502 JSON when the upstream is down, counts it, and recovers when it is back', async () => {
-    const upstream = await startUpstream((_req, res) => res.end('up'));
-    const port = upstream.port;
+    // The port stays reserved while the upstream is down: no parallel test's listener can take it.
+    const port = await reservePort();
+    onTestFinished(port.close);
+    const upstream = await startUpstream((_req, res) => res.end('up'), port.port);
     const proxy = await proxyTo(upstream.url);
     expect((await httpRequest(`${proxy.url}/api/a`)).body.toString()).toBe('up');
     await upstream.close();
@@ -73,7 +75,7 @@ describe('upstream faults', () => {
     expect(await apiErrors(proxy)).toBe(3);
 
     // back on the old port: the proxy's target is valid again
-    const revived = await startUpstream((_req, res) => res.end('back on the same port'), port);
+    const revived = await startUpstream((_req, res) => res.end('back on the same port'), port.port);
     onTestFinished(revived.close);
     expect((await httpRequest(`${proxy.url}/api/a`)).body.toString()).toBe('back on the same port');
     expect(await apiCount(proxy)).toBe(5);
