@@ -3,7 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { request } from 'node:http';
 import { type Socket, createServer as createNetServer } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { type Proxy, httpRequest, reservePort, sampleValue, startProxy, startServer, startUpstream, until } from './helpers.js';
+import { type Proxy, deadUpstreamUrl, httpRequest, reservePort, sampleValue, startProxy, startServer, startUpstream, until } from './helpers.js';
 
 async function apiErrors(proxy: Proxy): Promise<number | undefined> {
   return sampleValue(await proxy.metrics(), 'apiErrorCount', { type: 'api' });
@@ -217,5 +217,84 @@ describe('client faults', () => {
     await until(() => upstream.seen[0]?.socket.destroyed === true, 'the upstream connection to close');
     expect(await apiCount(proxy)).toBe(1);
     expect(await apiErrors(proxy)).toBe(0);
+  });
+});
+
+describe('log lines', () => {
+  const SECRET = 'token=s3cr3t';
+  const answer = (socket: Socket): void => {
+    socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+  };
+  // Every line the HTTP exchange writes, at each level, for a request whose query carries a secret.
+  const cases: Array<{ line: string; method: string; run: () => Promise<Proxy> }> = [
+    {
+      line: 'upstream request failed',
+      method: 'GET',
+      run: async () => {
+        const proxy = await proxyTo(await deadUpstreamUrl());
+        expect((await httpRequest(`${proxy.url}/api/x?${SECRET}`)).status).toBe(502);
+        return proxy;
+      },
+    },
+    {
+      line: 'upstream closed the connection mid-response',
+      method: 'GET',
+      run: async () => {
+        const raw = await startRawUpstream((socket) =>
+          socket.once('data', () => {
+            socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart', () => socket.resetAndDestroy());
+          }),
+        );
+        const proxy = await proxyTo(raw.url);
+        await expect(httpRequest(`${proxy.url}/api/x?${SECRET}`)).rejects.toThrow();
+        return proxy;
+      },
+    },
+    {
+      line: 'retrying on a fresh upstream connection',
+      method: 'GET',
+      run: async () => {
+        // The first connection answers once, then closes under the next request.
+        let connections = 0;
+        const raw = await startRawUpstream((socket) => {
+          if (++connections > 1) {
+            socket.on('data', () => answer(socket));
+            return;
+          }
+          socket.once('data', () => {
+            answer(socket);
+            socket.once('data', () => socket.destroy());
+          });
+        });
+        const proxy = await proxyTo(raw.url);
+        expect((await httpRequest(`${proxy.url}/api/x`)).status).toBe(200);
+        expect((await httpRequest(`${proxy.url}/api/x?${SECRET}`)).status).toBe(200);
+        return proxy;
+      },
+    },
+    {
+      line: 'client stalled: idle timeout',
+      method: 'POST',
+      run: async () => {
+        const upstream = await startUpstream((req) => req.resume());
+        onTestFinished(upstream.close);
+        const proxy = await startProxy(upstream.url, { idleTimeoutMs: 100 });
+        onTestFinished(proxy.close);
+        await new Promise<void>((resolve) => {
+          const req = request(`${proxy.url}/api/x?${SECRET}`, { method: 'POST', agent: false, headers: { 'content-length': '1000' } });
+          req.on('error', () => resolve());
+          req.on('close', () => resolve());
+          req.write('only part of it');
+        });
+        return proxy;
+      },
+    },
+  ];
+
+  it.each(cases)('keep the query string out of $line', async ({ line, method, run }) => {
+    const proxy = await run();
+    await until(() => proxy.logs.some((l) => l.msg === line), `the line "${line}"`);
+    expect(proxy.logs.find((l) => l.msg === line)).toMatchObject({ method, path: '/api/x' });
+    expect(JSON.stringify(proxy.logs)).not.toContain('s3cr3t');
   });
 });

@@ -208,14 +208,14 @@ export class HttpExchange extends UpstreamHandler implements Watched {
     if (this.closed || this.tryRetry(err)) return;
     if (this.clientStalled || this.client.destroyed) {
       // The client is gone or stalled; whatever failed upstream is a consequence, not an upstream fault.
-      if (this.clientStalled) this.ctx.log.info({ method: this.request.method, url: this.req.url }, 'client stalled: idle timeout');
+      if (this.clientStalled) this.ctx.log.info({ method: this.request.method, path: pathOf(this.req.url) }, 'client stalled: idle timeout');
       this.res.destroy();
       return;
     }
     if (this.answered && !(err instanceof UpstreamTimeoutError)) {
       // The upstream died mid-body: the client must see a broken connection, not a short body.
       this.markFailure(RESET_FAILURE);
-      this.ctx.log.warn({ err, method: this.request.method, url: this.req.url }, 'upstream closed the connection mid-response');
+      this.ctx.log.warn({ err, method: this.request.method, path: pathOf(this.req.url) }, 'upstream closed the connection mid-response');
       this.brokenByUpstream = true;
       this.res.destroy();
       return;
@@ -231,7 +231,7 @@ export class HttpExchange extends UpstreamHandler implements Watched {
     this.abortUpstream = undefined;
     this.reusedConnection = false;
     this.ctx.metrics.upstreamRetried(this.request.method);
-    this.ctx.log.debug({ err, method: this.request.method, url: this.req.url }, 'retrying on a fresh upstream connection');
+    this.ctx.log.debug({ err, method: this.request.method, path: pathOf(this.req.url) }, 'retrying on a fresh upstream connection');
     this.send(true);
     return true;
   }
@@ -239,7 +239,7 @@ export class HttpExchange extends UpstreamHandler implements Watched {
   /** The proxy answers instead of the upstream, or breaks the connection if the answer has begun. */
   private fail(failure: UpstreamFailure, err: unknown): void {
     this.markFailure(failure);
-    this.ctx.log.error({ err, kind: failure.kind, method: this.request.method, url: this.req.url }, 'upstream request failed');
+    this.ctx.log.error({ err, kind: failure.kind, method: this.request.method, path: pathOf(this.req.url) }, 'upstream request failed');
     if (this.answered || this.res.headersSent) {
       this.brokenByUpstream = true;
       this.res.destroy();
