@@ -1,5 +1,6 @@
 import { gunzipSync } from 'node:zlib';
 import { request } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { ProxyConfig } from '../src/index.js';
@@ -18,6 +19,9 @@ import {
 } from './helpers.js';
 
 const DURATION = 'http_server_request_duration_seconds';
+const UPSTREAM_ERRORS_HELP =
+  'Requests that failed because the upstream could not be reached or read, by failure type: answered by the proxy ' +
+  'itself (502 or 504) when the failure came before the response head, cut short (client connection closed) when it came after.';
 
 async function setup(overrides: Partial<ProxyConfig> = {}, handler = echoHandler): Promise<Proxy> {
   const upstream = await startUpstream(handler);
@@ -122,6 +126,45 @@ describe('standard family (OpenTelemetry names)', () => {
     expect(sampleValue(text, 'http_server_request_body_size_bytes_sum', labels('PUT'))).toBe(500);
     expect(sampleValue(text, 'http_server_response_body_size_bytes_sum', labels('POST'))).toBe(2000);
     expect(sampleValue(text, 'http_server_response_body_size_bytes_sum', labels('PUT'))).toBe(2000);
+  });
+
+  it('records the request body bytes forwarded, not the Content-Length declared', async () => {
+    const sizeSum = (text: string, method: string): number | undefined =>
+      sampleValue(text, 'http_server_request_body_size_bytes_sum', { http_request_method: method, http_route: '/api/upload' });
+
+    // Nothing forwarded: the upstream refused the connection, the proxy answered itself.
+    const unreachable = await startProxy(await deadUpstreamUrl());
+    onTestFinished(unreachable.close);
+    expect((await httpRequest(`${unreachable.url}/api/upload`, { method: 'POST', body: Buffer.alloc(1000) })).status).toBe(502);
+    expect(sizeSum(await unreachable.metrics(), 'POST')).toBe(0);
+
+    // A client that leaves mid-upload: what reached the upstream, not the million bytes it announced.
+    let upstreamBytes = 0;
+    const proxy = await setup({}, (req) => req.on('data', (c: Buffer) => (upstreamBytes += c.length)));
+    const req = request(`${proxy.url}/api/upload`, { method: 'PUT', agent: false, headers: { 'content-length': '1000000' } });
+    req.on('error', () => {});
+    req.write(Buffer.alloc(10_000));
+    await until(() => upstreamBytes === 10_000, 'the first bytes to reach the upstream');
+    req.destroy();
+    const text = await settle(proxy.metrics, (t) => sizeSum(t, 'PUT') !== undefined);
+    expect(sizeSum(text, 'PUT')).toBe(10_000);
+  });
+
+  it('counts a response the upstream cuts mid-body as an upstream error, as its help text says', async () => {
+    const raw = createNetServer((socket) => {
+      socket.on('error', () => {});
+      socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npart', () => socket.resetAndDestroy()));
+    });
+    const running = await startServer(raw);
+    onTestFinished(running.close);
+    const proxy = await startProxy(running.url);
+    onTestFinished(proxy.close);
+    await expect(httpRequest(`${proxy.url}/api/x`)).rejects.toThrow();
+    const text = await settle(proxy.metrics, (t) => durationCount(t, { http_route: '/api/x', error_type: 'reset' }) === 1);
+    // The client got the head (200) and a broken connection; the proxy did not answer itself.
+    expect(durationCount(text, { http_route: '/api/x', error_type: 'reset' })).toBe(1);
+    expect(sampleValue(text, 'metrics_proxy_upstream_errors_total', { error_type: 'reset' })).toBe(1);
+    expect(text).toContain(`# HELP metrics_proxy_upstream_errors_total ${UPSTREAM_ERRORS_HELP}\n`);
   });
 
   it('uses OTel\'s _OTHER for unknown methods', async () => {

@@ -38,7 +38,7 @@ export interface MetricsRecorder {
   recordRequest(record: RequestRecord): void;
   /** Seed family: an upstream 5xx or an unreachable upstream (`api`), or a failed WebSocket (`ws`). */
   recordError(type: ErrorType): void;
-  /** Standard family: the proxy answered because the upstream could not be reached or read. */
+  /** Standard family: the upstream could not be reached or read (the proxy answered, or cut a response short). */
   recordUpstreamFailure(kind: UpstreamFailureKind): void;
   /** Standard family: +1 when a request starts waiting for an upstream connection, -1 when that wait ends. */
   upstreamWaiting(delta: number): void;

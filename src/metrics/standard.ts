@@ -90,7 +90,7 @@ export function createStandardMetrics(registry: Registry, durationBuckets: reado
   });
   const requestSize = new HistogramFamily({
     name: 'http_server_request_body_size_bytes',
-    help: 'Size of HTTP request bodies forwarded to the upstream.',
+    help: 'Size of HTTP request bodies: the bytes forwarded to the upstream (none when the proxy answered without sending the body).',
     labelNames: ['http_request_method', 'http_route'],
     buckets: BODY_SIZE_BUCKETS,
     registry,
@@ -104,7 +104,9 @@ export function createStandardMetrics(registry: Registry, durationBuckets: reado
   });
   const upstreamErrors = new CounterFamily({
     name: 'metrics_proxy_upstream_errors_total',
-    help: 'Requests the proxy answered itself because the upstream could not be reached or read, by failure type.',
+    help:
+      'Requests that failed because the upstream could not be reached or read, by failure type: answered by the proxy ' +
+      'itself (502 or 504) when the failure came before the response head, cut short (client connection closed) when it came after.',
     labelNames: ['error_type'],
     registry,
   });

@@ -61,8 +61,6 @@ export class HttpExchange extends UpstreamHandler implements Watched {
   private readonly client: Socket;
   private readonly request: UpstreamRequest;
   private readonly startedAt: number;
-  /** Content-Length of the request body; undefined when chunked or absent. */
-  private readonly requestLength: number | undefined;
   private readonly retryable: boolean;
   /** `finish`, bound once: the listener of the response's (and maybe the connection's) 'close'. */
   private readonly onClientGone: () => void;
@@ -85,6 +83,7 @@ export class HttpExchange extends UpstreamHandler implements Watched {
   /** The client stopped sending or reading: what fails upstream afterwards is not the upstream's fault. */
   private clientStalled = false;
   private closed = false;
+  /** Request body bytes written to the upstream (what was declared may never have been sent). */
   private bytesSent = 0;
   private responseBytes = 0;
 
@@ -96,8 +95,6 @@ export class HttpExchange extends UpstreamHandler implements Watched {
     this.client = req.socket;
     this.request = request;
     this.startedAt = startedAt;
-    const length = Number(req.headers['content-length']);
-    this.requestLength = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
     this.retryable = isRetryable(request.method, request.body !== null);
     // The response clock starts at arrival: waiting for a free connection counts.
     const { responseMs } = ctx.sweep.timeouts;
@@ -306,7 +303,7 @@ export class HttpExchange extends UpstreamHandler implements Watched {
       status: statusOf(this.res, this.brokenByUpstream),
       errorType: this.errorType,
       durationMs: performance.now() - this.startedAt,
-      requestBytes: this.requestLength ?? this.bytesSent,
+      requestBytes: this.bytesSent,
       responseBytes: this.responseBytes,
       traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined,
     });
