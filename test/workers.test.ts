@@ -1,8 +1,14 @@
-/** `--workers`: workers share the port, and any worker's /metrics is the exact sum over all of them. */
+/**
+ * `--workers`: workers share the port, and any worker's /metrics is the exact sum over all of them;
+ * a scrape the cluster cannot answer in time is a 503, whichever side is stuck.
+ */
 import { execFileSync } from 'node:child_process';
+import { Agent, request } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { LOOPBACK, expectOneCleanLine, runToExit, startListening } from './bin.js';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { type MetricJson, createClusterSum } from '../src/admin/cluster-sum.js';
+import { LOOPBACK, type Listening, expectOneCleanLine, runToExit, startListening } from './bin.js';
 import { httpRequest, sampleValue, settle, startUpstream, until } from './helpers.js';
 
 function children(pid: number): number[] {
@@ -11,6 +17,37 @@ function children(pid: number): number[] {
   } catch {
     return [];
   }
+}
+
+/** A GET over `agent` (so over a connection it keeps), with the time it took; rejects after `timeoutMs`. */
+function timedGet(url: string, agent: Agent | false, timeoutMs: number): Promise<{ status: number; ms: number }> {
+  const start = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - start }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer to ${url} within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** `--workers 2` in front of an upstream that answers `ok`; the test ends with SIGCONT to every process, then SIGTERM. */
+async function startCluster(): Promise<Listening & { workers: number[] }> {
+  const upstream = await startUpstream((_req, res) => res.end('ok'));
+  onTestFinished(upstream.close);
+  const started = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url, '--workers', '2']);
+  const { bin } = started;
+  onTestFinished(async () => {
+    for (const pid of [bin.pid, ...children(bin.pid)]) process.kill(pid, 'SIGCONT');
+    process.kill(bin.pid, 'SIGTERM');
+    await bin.exited;
+  });
+  await until(() => (bin.stdout().match(/"msg":"listening"/g) ?? []).length === 2, 'both workers to listen', 10_000);
+  const workers = children(bin.pid);
+  expect(workers).toHaveLength(2);
+  return { ...started, workers };
 }
 
 describe('--workers', () => {
@@ -44,9 +81,41 @@ describe('--workers', () => {
     await send(50);
     for (let i = 0; i < 5; i++) expect(await count()).toBe(250);
 
+    // and again, the other original worker this time: both dead workers' counts stay in, once each
+    process.kill(workers[1] as number, 'SIGKILL');
+    await until(() => (bin.stdout().match(/"msg":"listening"/g) ?? []).length === 4, 'the second new worker to listen', 15_000);
+    expect(children(bin.pid).filter((pid) => workers.includes(pid))).toEqual([]);
+    expect(await settle(count, (n) => n === 250)).toBe(250);
+    await send(10);
+    for (let i = 0; i < 5; i++) expect(await count()).toBe(260);
+
     process.kill(bin.pid, 'SIGTERM');
     expect((await bin.exited).code).toBe(0);
     expect(children(bin.pid)).toEqual([]);
+  });
+
+  it('answers 503 when a worker does not hand over its metrics in time: a partial sum would look like a counter reset', { timeout: 30_000 }, async () => {
+    const { url, workers } = await startCluster();
+    process.kill(workers[0] as number, 'SIGSTOP');
+    // The primary hands a stopped worker at most one connection (it never takes it): one of two scrapes reaches the other.
+    const scrapes = [timedGet(`${url}/metrics`, false, 15_000), timedGet(`${url}/metrics`, false, 15_000)];
+    for (const scrape of scrapes) scrape.catch(() => {}); // both are awaited below
+    const first = await Promise.race(scrapes);
+    expect(first.status).toBe(503);
+    process.kill(workers[0] as number, 'SIGCONT');
+    await Promise.allSettled(scrapes);
+  });
+
+  it('answers 503 when the primary does not answer a worker\'s scrape in time, instead of holding it open', { timeout: 30_000 }, async () => {
+    const { bin, url } = await startCluster();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    onTestFinished(() => agent.destroy());
+    // A connection a worker already holds: the primary, which hands out new ones, is not needed to reach it.
+    expect((await timedGet(`${url}/healthz`, agent, 5_000)).status).toBe(200);
+    process.kill(bin.pid, 'SIGSTOP');
+    const scrape = await timedGet(`${url}/metrics`, agent, 15_000);
+    expect(scrape.status).toBe(503);
+    expect(scrape.ms).toBeLessThan(10_000);
   });
 
   it.each([['0'], ['65'], ['many']])('refuses --workers %s with one clean line', async (value) => {
@@ -67,5 +136,50 @@ describe('--workers', () => {
     );
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('address already in use');
+  });
+});
+
+describe('the retired workers\' total', () => {
+  /** What one worker hands the primary: a counter, a histogram and a gauge, from a real registry. */
+  async function workerMetrics(requests: number): Promise<MetricJson[]> {
+    const registry = new Registry();
+    const counter = new Counter({ name: 'requests_total', help: 'r', labelNames: ['route'], registers: [registry] });
+    const histogram = new Histogram({ name: 'duration_seconds', help: 'd', buckets: [0.1, 1], registers: [registry] });
+    new Gauge({ name: 'in_flight', help: 'g', registers: [registry] }).set(3);
+    counter.inc({ route: '/a' }, requests);
+    if (requests % 2 === 0) counter.inc({ route: '/b' });
+    for (let i = 0; i < requests; i++) histogram.observe(0.5);
+    return (await registry.getMetricsAsJSON()) as unknown as MetricJson[];
+  }
+  const seriesOf = (metrics: readonly MetricJson[]): number => metrics.reduce((n, m) => n + m.values.length, 0);
+
+  it('is one running total however many workers crash: exact, and no bigger after 300 crashes than after 2', async () => {
+    const sum = createClusterSum();
+    let expected = 0;
+    let seriesAfterTwo = 0;
+    for (let id = 1; id <= 300; id++) {
+      sum.seen(id, await workerMetrics(id));
+      sum.retire(id);
+      expected += id;
+      if (id === 2) seriesAfterTwo = seriesOf(sum.retired());
+    }
+    expect(sum.retired().map((m) => m.name).sort()).toEqual(['duration_seconds', 'requests_total']); // gauges die with their worker
+    expect(seriesOf(sum.retired())).toBe(seriesAfterTwo);
+    const text = await sum.render([await workerMetrics(1)]);
+    expect(sampleValue(text, 'requests_total', { route: '/a' })).toBe(expected + 1);
+    expect(sampleValue(text, 'requests_total', { route: '/b' })).toBe(150);
+    expect(sampleValue(text, 'duration_seconds_count', {})).toBe(expected + 1);
+    expect(sampleValue(text, 'duration_seconds_bucket', { le: '1' })).toBe(expected + 1);
+    expect(sampleValue(text, 'in_flight', {})).toBe(3);
+  });
+
+  it('forgets a worker that never handed over anything, and counts each retired worker once', async () => {
+    const sum = createClusterSum();
+    sum.retire(7);
+    expect(sum.retired()).toEqual([]);
+    sum.seen(1, await workerMetrics(5));
+    sum.retire(1);
+    sum.retire(1);
+    expect(sampleValue(await sum.render([]), 'requests_total', { route: '/a' })).toBe(5);
   });
 });

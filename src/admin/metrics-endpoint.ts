@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { type Rendered, acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
+import { MetricsUnavailableError, type Rendered, acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
 import type { MetricsRecorder } from '../metrics/recorder.js';
 import { errorBody, sendJson } from '../respond.js';
 
@@ -42,9 +42,12 @@ export function createMetricsEndpoint(
         headers['content-encoding'] = 'gzip';
       }
     } catch (err) {
-      log.error({ err }, 'collecting metrics failed');
-      sendJson(res, 500, errorBody('collecting metrics failed'));
-      metrics.recordScrape(500);
+      // 503 when the metrics are only late (a --workers scrape that timed out), 500 for anything else.
+      const status = err instanceof MetricsUnavailableError ? 503 : 500;
+      const msg = status === 503 ? 'metrics unavailable' : 'collecting metrics failed';
+      log.error({ err }, msg);
+      sendJson(res, status, errorBody(msg));
+      metrics.recordScrape(status);
       return;
     }
     if (res.destroyed) return;

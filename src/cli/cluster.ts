@@ -2,32 +2,38 @@
  * `--workers N` on node:cluster. The primary forks N workers that share the
  * listening port, restarts a crashed one with back-off, drains them as one on
  * SIGTERM, and answers every worker's scrape with the sum over all workers
- * (prom-client's AggregatorRegistry.aggregate). Counters never go backwards
- * across a worker restart: the primary keeps each worker's counters and
- * histograms as of its last collection and keeps adding them in after it dies.
+ * (admin/cluster-sum.ts). Counters never go backwards across a worker restart:
+ * what a worker had counted by its last collection stays in the sum after it dies.
+ *
+ * A scrape never waits for ever: the primary gives each worker COLLECT_TIMEOUT_MS
+ * to hand over its metrics, and a worker gives the primary SCRAPE_TIMEOUT_MS to
+ * answer; either way the scraper gets a 503 (MetricsUnavailableError), never a
+ * partial sum that would look like a counter reset.
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
-import { AggregatorRegistry, Registry } from 'prom-client';
-import type { Rendered } from '../admin/exposition.js';
+import { type Registry, Registry as PromRegistry } from 'prom-client';
+import { type MetricJson, type ClusterSum, createClusterSum } from '../admin/cluster-sum.js';
+import { MetricsUnavailableError, type Rendered } from '../admin/exposition.js';
 
 const COLLECT = 'metrics-proxy:collect';
 const COLLECTED = 'metrics-proxy:collected';
 const SCRAPE = 'metrics-proxy:scrape';
 const SCRAPED = 'metrics-proxy:scraped';
-/** A scrape fails (503) rather than report a partial sum that would look like a counter reset. */
+/** How long the primary waits for each worker's metrics. */
 const COLLECT_TIMEOUT_MS = 4_000;
+/** How long a worker waits for the primary's sum: longer, so that the primary's own 503 (with its reason) comes first. */
+const SCRAPE_TIMEOUT_MS = COLLECT_TIMEOUT_MS + 1_000;
 const FIRST_RESTART_DELAY_MS = 100;
 const MAX_RESTART_DELAY_MS = 10_000;
 /** A worker that lived this long is healthy: its crash starts the back-off over. */
 const STABLE_AFTER_MS = 10_000;
 
-type MetricJson = { name: string; type: string; aggregator?: string } & Record<string, unknown>;
 type Message =
   | { type: typeof COLLECT; id: number }
   | { type: typeof COLLECTED; id: number; metrics: MetricJson[] }
   | { type: typeof SCRAPE; id: number }
-  | { type: typeof SCRAPED; id: number; body?: string; error?: string };
+  | { type: typeof SCRAPED; id: number; body?: string; error?: string; unavailable?: boolean };
 
 function isMessage(value: unknown): value is Message {
   return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string';
@@ -44,24 +50,83 @@ export function answerCollections(registry: Registry): void {
   });
 }
 
-/** Worker side: a scrape asks the primary for the cluster-wide sum (always the text format). */
-export function createClusterRenderer(): (openMetrics: boolean) => Promise<Rendered> {
+type Waiter = { resolve(r: Rendered): void; reject(e: Error): void; readonly timer: NodeJS.Timeout };
+
+/** Worker side: a scrape asks the primary for the cluster-wide sum (always the text format), for at most `timeoutMs`. */
+export function createClusterRenderer(timeoutMs = SCRAPE_TIMEOUT_MS): (openMetrics: boolean) => Promise<Rendered> {
   let next = 0;
-  const pending = new Map<number, { resolve(r: Rendered): void; reject(e: Error): void }>();
+  const pending = new Map<number, Waiter>();
+  /** The waiter for `id`, taken off the list with its timer stopped; undefined once answered or given up. */
+  const take = (id: number): Waiter | undefined => {
+    const waiter = pending.get(id);
+    pending.delete(id);
+    if (waiter !== undefined) clearTimeout(waiter.timer);
+    return waiter;
+  };
   process.on('message', (message: unknown) => {
     if (!isMessage(message) || message.type !== SCRAPED) return;
-    const waiter = pending.get(message.id);
-    if (waiter === undefined) return;
-    pending.delete(message.id);
-    if (message.body !== undefined) waiter.resolve({ body: message.body, contentType: Registry.PROMETHEUS_CONTENT_TYPE });
+    const waiter = take(message.id);
+    if (waiter === undefined) return; // answered after the timeout
+    if (message.body !== undefined) waiter.resolve({ body: message.body, contentType: PromRegistry.PROMETHEUS_CONTENT_TYPE });
+    else if (message.unavailable === true) waiter.reject(new MetricsUnavailableError(message.error ?? 'cluster scrape failed'));
     else waiter.reject(new Error(message.error ?? 'cluster scrape failed'));
   });
+  const giveUp = (id: number, why: string): void => take(id)?.reject(new MetricsUnavailableError(why));
   return () =>
     new Promise((resolve, reject) => {
       const id = next++;
-      pending.set(id, { resolve, reject });
-      process.send?.({ type: SCRAPE, id });
+      const timer = setTimeout(() => giveUp(id, `the primary did not answer within ${timeoutMs} ms`), timeoutMs);
+      pending.set(id, { resolve, reject, timer });
+      if (process.send === undefined) giveUp(id, 'no IPC channel to the primary');
+      else process.send({ type: SCRAPE, id }, undefined, {}, (err: Error | null) => err !== null && giveUp(id, err.message));
     });
+}
+
+/** Primary side: one worker's registry as JSON, or MetricsUnavailableError after COLLECT_TIMEOUT_MS. */
+function collectFrom(worker: Worker, id: number): Promise<MetricJson[]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      worker.off('message', onMessage);
+      reject(new MetricsUnavailableError(`worker ${worker.id} did not answer within ${COLLECT_TIMEOUT_MS} ms`));
+    }, COLLECT_TIMEOUT_MS);
+    function onMessage(message: unknown): void {
+      if (!isMessage(message) || message.type !== COLLECTED || message.id !== id) return;
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      resolve(message.metrics);
+    }
+    worker.on('message', onMessage);
+    worker.send({ type: COLLECT, id });
+  });
+}
+
+function liveWorkers(): Worker[] {
+  return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+}
+
+/** Primary side: the sum over every live worker now, and every retired one. */
+function createScraper(sum: ClusterSum): () => Promise<string> {
+  let collectId = 0;
+  return async () => {
+    const workers = liveWorkers();
+    const collected = await Promise.all(workers.map((w) => collectFrom(w, collectId++)));
+    workers.forEach((w, i) => sum.seen(w.id, collected[i] as MetricJson[]));
+    return sum.render(collected);
+  };
+}
+
+/** Primary side: answers a worker's SCRAPE with the sum, or with why there is none. */
+function answerScrapes(worker: Worker, scrape: () => Promise<string>, log: Logger): void {
+  worker.on('message', (message: unknown) => {
+    if (!isMessage(message) || message.type !== SCRAPE) return;
+    scrape()
+      .then((body) => worker.isConnected() && worker.send({ type: SCRAPED, id: message.id, body }))
+      .catch((err: Error) => {
+        log.warn({ err }, 'cluster scrape failed');
+        const unavailable = err instanceof MetricsUnavailableError;
+        if (worker.isConnected()) worker.send({ type: SCRAPED, id: message.id, error: err.message, unavailable });
+      });
+  });
 }
 
 export interface PrimaryOptions {
@@ -69,109 +134,85 @@ export interface PrimaryOptions {
   readonly log: Logger;
 }
 
+/** The primary's own state: one object, passed to the few functions that change it. */
+interface Supervisor {
+  readonly log: Logger;
+  readonly sum: ClusterSum;
+  readonly scrape: () => Promise<string>;
+  /** When each live worker was forked. */
+  readonly started: Map<number, number>;
+  /** Workers that got as far as listening. */
+  readonly everListened: Set<number>;
+  restartDelay: number;
+  stopping: boolean;
+  readonly exit: (code: number) => void;
+}
+
+function fork(supervisor: Supervisor): void {
+  const worker = cluster.fork();
+  supervisor.started.set(worker.id, Date.now());
+  answerScrapes(worker, supervisor.scrape, supervisor.log);
+}
+
+function stopAll(supervisor: Supervisor, signal: NodeJS.Signals): void {
+  supervisor.stopping = true;
+  for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
+}
+
+function onWorkerExit(supervisor: Supervisor, worker: Worker, code: number | null, signal: string | null): void {
+  const { log, started, everListened } = supervisor;
+  supervisor.sum.retire(worker.id);
+  const lived = Date.now() - (started.get(worker.id) ?? Date.now());
+  started.delete(worker.id);
+  if (supervisor.stopping) {
+    if (started.size === 0) supervisor.exit(0);
+    return;
+  }
+  if (!everListened.delete(worker.id)) {
+    // It never got to listen (bad option, port taken): every other worker would fail the same way.
+    log.fatal({ worker: worker.id, code }, 'worker failed to start; stopping');
+    stopAll(supervisor, 'SIGKILL');
+    supervisor.exit(code === 0 || code === null ? 1 : code);
+    return;
+  }
+  if (lived >= STABLE_AFTER_MS) supervisor.restartDelay = FIRST_RESTART_DELAY_MS;
+  log.error({ worker: worker.id, code, signal, restartInMs: supervisor.restartDelay }, 'worker exited; restarting');
+  setTimeout(() => fork(supervisor), supervisor.restartDelay).unref();
+  supervisor.restartDelay = Math.min(supervisor.restartDelay * 2, MAX_RESTART_DELAY_MS);
+}
+
+function onSignal(supervisor: Supervisor, signal: NodeJS.Signals): void {
+  if (supervisor.stopping) {
+    supervisor.log.warn({ signal }, 'second signal: stopping workers at once');
+    stopAll(supervisor, 'SIGKILL');
+    supervisor.exit(1);
+    return;
+  }
+  supervisor.log.info({ signal, workers: liveWorkers().length }, 'draining workers');
+  // Each worker drains on its own SIGTERM: readiness 503, drain delay, in-flight requests, exit 0.
+  stopAll(supervisor, 'SIGTERM');
+}
+
 /** Primary side: runs until SIGTERM/SIGINT (exit 0 after every worker drained) or a start-up failure. */
 export function runPrimary({ workers, log }: PrimaryOptions): Promise<number> {
-  return new Promise((resolveExit) => {
-    const lastSeen = new Map<number, MetricJson[]>();
-    const retired: MetricJson[][] = [];
-    const started = new Map<number, number>();
-    const everListened = new Set<number>();
-    const alive = new Set<number>();
-    let restartDelay = FIRST_RESTART_DELAY_MS;
-    let stopping = false;
-    let collectId = 0;
-
-    function live(): Worker[] {
-      return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
-    }
-
-    function collect(worker: Worker): Promise<MetricJson[]> {
-      return new Promise((resolve, reject) => {
-        const id = collectId++;
-        const timer = setTimeout(() => {
-          worker.off('message', onMessage);
-          reject(new Error(`worker ${worker.id} did not answer within ${COLLECT_TIMEOUT_MS} ms`));
-        }, COLLECT_TIMEOUT_MS);
-        function onMessage(message: unknown): void {
-          if (!isMessage(message) || message.type !== COLLECTED || message.id !== id) return;
-          clearTimeout(timer);
-          worker.off('message', onMessage);
-          resolve(message.metrics);
-        }
-        worker.on('message', onMessage);
-        worker.send({ type: COLLECT, id });
-      });
-    }
-
-    async function aggregate(): Promise<string> {
-      const workersNow = live();
-      const collected = await Promise.all(workersNow.map((w) => collect(w)));
-      workersNow.forEach((w, i) => lastSeen.set(w.id, collected[i] as MetricJson[]));
-      return AggregatorRegistry.aggregate([...collected, ...retired] as never).metrics();
-    }
-
-    function fork(): void {
-      const worker = cluster.fork();
-      started.set(worker.id, Date.now());
-      alive.add(worker.id);
-      worker.on('message', (message: unknown) => {
-        if (!isMessage(message) || message.type !== SCRAPE) return;
-        aggregate()
-          .then((body) => worker.isConnected() && worker.send({ type: SCRAPED, id: message.id, body }))
-          .catch((err: Error) => {
-            log.warn({ err }, 'cluster scrape failed');
-            if (worker.isConnected()) worker.send({ type: SCRAPED, id: message.id, error: err.message });
-          });
-      });
-    }
-
-    cluster.on('listening', (worker) => everListened.add(worker.id));
-    cluster.on('exit', (worker, code, signal) => {
-      const seen = lastSeen.get(worker.id);
-      // What this worker had counted by its last collection stays in the sum: counters and histograms only.
-      if (seen !== undefined) retired.push(seen.filter((m) => m.type === 'counter' || m.type === 'histogram'));
-      lastSeen.delete(worker.id);
-      const lived = Date.now() - (started.get(worker.id) ?? Date.now());
-      started.delete(worker.id);
-      alive.delete(worker.id);
-      if (stopping) {
-        if (alive.size === 0) resolveExit(0);
-        return;
-      }
-      if (!everListened.has(worker.id)) {
-        // It never got to listen (bad option, port taken): every other worker would fail the same way.
-        log.fatal({ worker: worker.id, code }, 'worker failed to start; stopping');
-        stopAll('SIGKILL');
-        resolveExit(code === 0 || code === null ? 1 : code);
-        return;
-      }
-      everListened.delete(worker.id);
-      if (lived >= STABLE_AFTER_MS) restartDelay = FIRST_RESTART_DELAY_MS;
-      log.error({ worker: worker.id, code, signal, restartInMs: restartDelay }, 'worker exited; restarting');
-      setTimeout(fork, restartDelay).unref();
-      restartDelay = Math.min(restartDelay * 2, MAX_RESTART_DELAY_MS);
-    });
-
-    function stopAll(signal: NodeJS.Signals): void {
-      stopping = true;
-      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
-    }
-
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: stopping workers at once');
-        stopAll('SIGKILL');
-        resolveExit(1);
-        return;
-      }
-      log.info({ signal, workers: live().length }, 'draining workers');
-      // Each worker drains on its own SIGTERM: readiness 503, drain delay, in-flight requests, exit 0.
-      stopAll('SIGTERM');
+  return new Promise((exit) => {
+    const sum = createClusterSum();
+    const supervisor: Supervisor = {
+      log,
+      sum,
+      scrape: createScraper(sum),
+      started: new Map(),
+      everListened: new Set(),
+      restartDelay: FIRST_RESTART_DELAY_MS,
+      stopping: false,
+      exit,
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    cluster.on('listening', (worker) => supervisor.everListened.add(worker.id));
+    cluster.on('exit', (worker, code, signal) => onWorkerExit(supervisor, worker, code, signal));
+    process.on('SIGTERM', (signal) => onSignal(supervisor, signal));
+    process.on('SIGINT', (signal) => onSignal(supervisor, signal));
     // debug: the first line a tool reads must stay a worker's `listening` line, with the port.
     log.debug({ workers }, 'starting workers');
-    for (let i = 0; i < workers; i++) fork();
+    for (let i = 0; i < workers; i++) fork(supervisor);
   });
 }
