@@ -765,9 +765,9 @@ describe('createRenderer', () => {
       help: 'Fails once.',
       type: 'gauge',
       aggregator: 'sum',
-      get: async () => {
-        if (failures-- > 0) throw new Error('collect failed');
-        return { name: 'flaky', help: 'Fails once.', type: 'gauge', values: [{ labels: {}, value: 1 }], aggregator: 'sum' };
+      get: () => {
+        if (failures-- > 0) return Promise.reject(new Error('collect failed'));
+        return Promise.resolve({ name: 'flaky', help: 'Fails once.', type: 'gauge', values: [{ labels: {}, value: 1 }], aggregator: 'sum' });
       },
     };
     registry.registerMetric(flaky as never);
