@@ -86,7 +86,8 @@ export function traceFromHeader(header: string | undefined): { trace_id: string;
 const noop = (): void => {};
 const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-export function createMetrics(registry: Registry, options: MetricsOptions): MetricsRecorder {
+/** Registers the enabled families, the SLO gauge and prom-client's process metrics; the recorder writes to the first two. */
+function registerFamilies(registry: Registry, options: MetricsOptions) {
   const seed = options.families.includes('seed') ? createSeedMetrics(registry, options.bucketsMs) : undefined;
   const recordScrape = seed !== undefined ? createScrapeCounter(registry) : noop;
   const standard = options.families.includes('standard')
@@ -97,6 +98,11 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Metr
   // Gauges named like counters fail `promtool check metrics`; their per-type siblings
   // (nodejs_active_handles{type}, …) carry the same numbers, and sum() gives the totals.
   for (const name of MISNAMED_DEFAULT_GAUGES) registry.removeSingleMetric(name);
+  return { seed, standard, recordScrape };
+}
+
+export function createMetrics(registry: Registry, options: MetricsOptions): MetricsRecorder {
+  const { seed, standard, recordScrape } = registerFamilies(registry, options);
   const routes = createRouteTable({
     apiPrefix: options.apiPrefix,
     templates: options.routeTemplates,
