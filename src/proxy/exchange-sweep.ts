@@ -1,14 +1,14 @@
 /**
- * The response and idle timeouts of HTTP exchanges forwarded with undici
- * (upstream-timeouts.ts keeps doing the same for the WebSocket path's
- * ClientRequests). The connect timeout is the pool's, per new connection.
+ * The response and idle timeouts of HTTP exchanges forwarded with undici. The
+ * connect timeout is the pool's, per new connection; WebSocket handshakes, far
+ * fewer, have timers of their own (websocket/handshake-timeouts.ts).
  *
- * As there, the hot path pays no timer: exchanges sit in an intrusive doubly
- * linked list (the links are fields of the exchange itself, so watching one
+ * The hot path pays no timer: exchanges sit in an intrusive doubly linked
+ * list (the links are fields of the exchange itself, so watching one
  * allocates nothing), and one sweep per app walks it four times per shortest
  * period (at most once a second). A timeout fires at most two sweeps late.
  * Per-request timers cost measurable CPU, and a Set that takes and drops a
- * young entry per request tripled GC time per request (see upstream-timeouts.ts).
+ * young entry per request tripled GC time per request (`node --trace-gc`).
  */
 import { performance } from 'node:perf_hooks';
 import type { UpstreamTimeoutCode } from '../errors.js';
@@ -51,45 +51,57 @@ export interface ExchangeSweep {
 const MAX_SWEEP_MS = 1_000;
 const MIN_SWEEP_MS = 5;
 
-export function createExchangeSweep(timeouts: SweepTimeouts): ExchangeSweep {
-  const { responseMs, idleMs } = timeouts;
-  const periods = [responseMs, idleMs].filter((ms) => ms > 0);
-  const sweepMs = Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, ...periods.map((ms) => Math.floor(ms / 4))));
-  let head: Watched | undefined;
-  let sweeper: NodeJS.Timeout | undefined;
+/** The watched exchanges, linked through their own fields: adding or removing one allocates nothing. */
+class WatchList {
+  head: Watched | undefined = undefined;
 
-  function unwatch(entry: Watched): void {
+  add(entry: Watched): void {
+    entry.nextWatched = this.head;
+    if (this.head !== undefined) this.head.prevWatched = entry;
+    this.head = entry;
+    entry.watched = true;
+  }
+
+  remove(entry: Watched): void {
     if (!entry.watched) return;
     if (entry.prevWatched !== undefined) entry.prevWatched.nextWatched = entry.nextWatched;
-    else head = entry.nextWatched;
+    else this.head = entry.nextWatched;
     if (entry.nextWatched !== undefined) entry.nextWatched.prevWatched = entry.prevWatched;
     entry.prevWatched = undefined;
     entry.nextWatched = undefined;
     entry.watched = false;
   }
+}
 
-  function check(entry: Watched, now: number): void {
-    if (!entry.answered && now >= entry.responseDue) {
-      unwatch(entry);
-      entry.expire('MP_ERR_RESPONSE_TIMEOUT', responseMs);
-      return;
-    }
-    if (idleMs === 0) return;
-    const progress = entry.progress();
-    if (progress !== entry.lastProgress) {
-      entry.lastProgress = progress;
-      entry.lastActiveAt = now;
-    } else if (now - entry.lastActiveAt >= idleMs) {
-      unwatch(entry);
-      entry.expire(entry.idleBlame() === 'client' ? 'MP_ERR_CLIENT_IDLE' : 'MP_ERR_IDLE_TIMEOUT', idleMs);
-    }
+/** Expires `entry` if one of its timeouts has run out at `now`: it then leaves the list first. */
+function check(list: WatchList, entry: Watched, now: number, { responseMs, idleMs }: SweepTimeouts): void {
+  if (!entry.answered && now >= entry.responseDue) {
+    list.remove(entry);
+    entry.expire('MP_ERR_RESPONSE_TIMEOUT', responseMs);
+    return;
   }
+  if (idleMs === 0) return;
+  const progress = entry.progress();
+  if (progress !== entry.lastProgress) {
+    entry.lastProgress = progress;
+    entry.lastActiveAt = now;
+  } else if (now - entry.lastActiveAt >= idleMs) {
+    list.remove(entry);
+    entry.expire(entry.idleBlame() === 'client' ? 'MP_ERR_CLIENT_IDLE' : 'MP_ERR_IDLE_TIMEOUT', idleMs);
+  }
+}
+
+export function createExchangeSweep(timeouts: SweepTimeouts): ExchangeSweep {
+  const periods = [timeouts.responseMs, timeouts.idleMs].filter((ms) => ms > 0);
+  const sweepMs = Math.max(MIN_SWEEP_MS, Math.min(MAX_SWEEP_MS, ...periods.map((ms) => Math.floor(ms / 4))));
+  const list = new WatchList();
+  let sweeper: NodeJS.Timeout | undefined;
 
   function sweep(): void {
     const now = performance.now();
-    for (let entry = head, next: Watched | undefined; entry !== undefined; entry = next) {
+    for (let entry = list.head, next: Watched | undefined; entry !== undefined; entry = next) {
       next = entry.nextWatched;
-      check(entry, now);
+      check(list, entry, now, timeouts);
     }
   }
 
@@ -99,20 +111,17 @@ export function createExchangeSweep(timeouts: SweepTimeouts): ExchangeSweep {
       if (periods.length === 0 || entry.watched) return;
       entry.lastProgress = -1;
       entry.lastActiveAt = performance.now();
-      entry.nextWatched = head;
-      if (head !== undefined) head.prevWatched = entry;
-      head = entry;
-      entry.watched = true;
+      list.add(entry);
       if (sweeper === undefined) {
         sweeper = setInterval(sweep, sweepMs);
         sweeper.unref();
       }
     },
-    unwatch,
+    unwatch: (entry) => list.remove(entry),
     close() {
       if (sweeper !== undefined) clearInterval(sweeper);
       sweeper = undefined;
-      while (head !== undefined) unwatch(head);
+      while (list.head !== undefined) list.remove(list.head);
     },
   };
 }
