@@ -120,7 +120,7 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
   protected abstract valuesOf(child: S): ValueJson[];
 
   /** The name and type line OpenMetrics wants; counters drop `_total` there, and unsuffixed ones become `unknown`. */
-  protected header(openMetrics: boolean): { readonly family: string; readonly type: string } {
+  protected header(_openMetrics: boolean): { readonly family: string; readonly type: string } {
     return { family: this.name, type: this.type };
   }
 
@@ -131,11 +131,14 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
     return out.join('\n');
   }
 
-  /** prom-client's `get()` shape (labels spread, `metricName` on histogram samples), for aggregation and JSON. */
-  async get(): Promise<{ name: string; help: string; type: MetricType; values: ValueJson[]; aggregator: string }> {
+  /**
+   * prom-client's `get()` shape (labels spread, `metricName` on histogram samples), for aggregation and JSON.
+   * A registry awaits it; the values are at hand, so the promise is already settled.
+   */
+  get(): Promise<{ name: string; help: string; type: MetricType; values: ValueJson[]; aggregator: string }> {
     const values: ValueJson[] = [];
     for (const child of this.children.values()) values.push(...this.valuesOf(child));
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator });
   }
 
   reset(): void {

@@ -16,6 +16,11 @@ const RESPONSE_ONLY = ['proxy-authenticate'] as const;
 /** Framing headers stay even when a peer lists them in `Connection`, or the body would be misread. */
 const NEVER_STRIP = new Set(['transfer-encoding', 'content-length', 'host']);
 
+/** One value: Node joins repeated headers itself, except the few it keeps as a list (`set-cookie`). */
+function joined(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
 function deleteHeader(headers: IncomingHttpHeaders, name: string): void {
   // Checked first: deleting a property that is there turns the object into a slow dictionary.
   if (headers[name] !== undefined) delete headers[name];
@@ -41,7 +46,7 @@ export function prepareRequestHeaders(req: IncomingMessage, upgrade: boolean): v
     headers.upgrade = upgradeTo;
   }
   const peer = req.socket.remoteAddress ?? '';
-  const forwardedFor = headers['x-forwarded-for'];
+  const forwardedFor = joined(headers['x-forwarded-for']);
   headers['x-forwarded-for'] = forwardedFor ? `${forwardedFor}, ${peer}` : peer;
   if (!headers['x-forwarded-proto']) headers['x-forwarded-proto'] = 'http';
   if (!headers['x-forwarded-host'] && headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
@@ -103,7 +108,7 @@ export function upstreamRequestHeaders(req: IncomingMessage): Array<string | str
 }
 
 function keptValue(headers: IncomingHttpHeaders, listed: Set<string> | undefined, name: string): string | undefined {
-  return listed?.has(name) === true ? undefined : (headers[name] as string | undefined);
+  return listed?.has(name) === true ? undefined : joined(headers[name]);
 }
 
 /** Never relayed to the client. `trailer` and `transfer-encoding` are decided apart (see below). */
