@@ -8,9 +8,8 @@
  * whatever is still running upstream is aborted, and the outcome recorded.
  * A failure before the response head is answered with the proxy's JSON
  * (502/504); after it, the client connection is broken, so a truncated body
- * never looks complete. A request that has no body and is safe to repeat
- * (RFC 9110 §9.2.2) is sent once more, on a fresh connection, when the reused
- * connection it went out on breaks before any byte of an answer.
+ * never looks complete. The upstream leg (dispatch, abort, the one retry) is
+ * the base class, in upstream-call.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -18,33 +17,23 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { type UpstreamTimeoutCode, UpstreamTimeoutError } from '../errors.js';
 import type { ExchangeSweep, Watched } from './exchange-sweep.js';
-import type { MetricsRecorder } from '../metrics/recorder.js';
 import { finishWhenClosed, forgetQueued } from './pipelined.js';
 import { errorBody, sendJson } from '../respond.js';
-import {
-  PROTOCOL_FAILURE,
-  RESET_FAILURE,
-  idleBlame,
-  isLostConnection,
-  isRetryable,
-  pathOf,
-  statusOf,
-} from './exchange-rules.js';
+import { PROTOCOL_FAILURE, RESET_FAILURE, idleBlame, pathOf, statusOf } from './exchange-rules.js';
 import { relayTrailers, writeResponseHead } from './response-relay.js';
+import { UpstreamCall, type UpstreamCallContext } from './upstream-call.js';
 import { type UpstreamFailure, classifyUpstreamError } from './upstream-errors.js';
-import { type Abort, UpstreamHandler, type UpstreamPool, type UpstreamRequest } from './upstream-pool.js';
+import type { UpstreamRequest } from './upstream-pool.js';
 
 /** What every exchange of an app shares. */
-export interface ExchangeContext {
-  readonly metrics: MetricsRecorder;
+export interface ExchangeContext extends UpstreamCallContext {
   readonly log: Logger;
-  readonly pool: UpstreamPool;
   readonly sweep: ExchangeSweep;
   /** While true, every response tells the client to close its connection (graceful drain). */
   readonly isDraining: () => boolean;
 }
 
-export class HttpExchange extends UpstreamHandler implements Watched {
+export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watched {
   responseDue: number;
   lastProgress = -1;
   lastActiveAt = 0;
@@ -54,25 +43,14 @@ export class HttpExchange extends UpstreamHandler implements Watched {
   /** The upstream's response head has been relayed: from here on, a failure breaks the client connection. */
   answered = false;
 
-  private readonly ctx: ExchangeContext;
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   /** The client connection (undici clears `req.socket` when it is done with the body). */
   private readonly client: Socket;
-  private readonly request: UpstreamRequest;
   private readonly startedAt: number;
-  private readonly retryable: boolean;
   /** `finish`, bound once: the listener of the response's (and maybe the connection's) 'close'. */
   private readonly onClientGone: () => void;
-  private abortUpstream: Abort | undefined = undefined;
   private resumeUpstream: () => void = noop;
-  /** Dispatched, and no connection yet (counted in the pending-requests gauge). */
-  private waiting = false;
-  private reusedConnection = false;
-  private responseStarted = false;
-  /** Upstream side over: complete, failed or aborted (until a retry starts it again). */
-  private upstreamDone = false;
-  private retried = false;
   private pipelined = false;
   private drainHooked = false;
   private errorCounted = false;
@@ -88,14 +66,11 @@ export class HttpExchange extends UpstreamHandler implements Watched {
   private responseBytes = 0;
 
   constructor(ctx: ExchangeContext, req: IncomingMessage, res: ServerResponse, request: UpstreamRequest, startedAt: number) {
-    super();
-    this.ctx = ctx;
+    super(ctx, request);
     this.req = req;
     this.res = res;
     this.client = req.socket;
-    this.request = request;
     this.startedAt = startedAt;
-    this.retryable = isRetryable(request.method, request.body !== null);
     // The response clock starts at arrival: waiting for a free connection counts.
     const { responseMs } = ctx.sweep.timeouts;
     this.responseDue = responseMs > 0 ? startedAt + responseMs : Infinity;
@@ -114,28 +89,11 @@ export class HttpExchange extends UpstreamHandler implements Watched {
     this.send(false);
   }
 
-  private send(fresh: boolean): void {
-    this.waiting = true;
-    this.ctx.metrics.upstreamWaiting(1);
-    if (fresh) this.ctx.pool.dispatchFresh(this.request, this);
-    else this.ctx.pool.dispatch(this.request, this);
+  protected clientGone(): boolean {
+    return this.closed;
   }
 
-  private stopWaiting(): void {
-    if (!this.waiting) return;
-    this.waiting = false;
-    this.ctx.metrics.upstreamWaiting(-1);
-  }
-
-  protected override upstreamAssigned(abort: Abort): void {
-    this.stopWaiting();
-    this.abortUpstream = abort;
-    if (this.closed || this.upstreamDone) {
-      // The client left, or a timeout answered, while the request waited for a connection.
-      abort();
-      return;
-    }
-    this.reusedConnection = !this.ctx.pool.opening;
+  protected connected(): void {
     // With a body, the response clock starts once the upload is over; the idle timeout watches it meanwhile.
     if (this.request.body !== null) this.responseDue = Infinity;
   }
@@ -147,10 +105,6 @@ export class HttpExchange extends UpstreamHandler implements Watched {
   protected override upstreamRequestSent(): void {
     const { responseMs } = this.ctx.sweep.timeouts;
     if (this.request.body !== null && responseMs > 0) this.responseDue = performance.now() + responseMs;
-  }
-
-  protected override upstreamResponseStarted(): void {
-    this.responseStarted = true;
   }
 
   protected override upstreamHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
@@ -175,7 +129,7 @@ export class HttpExchange extends UpstreamHandler implements Watched {
   private refuse(err: unknown): false {
     this.upstreamDone = true;
     this.fail(PROTOCOL_FAILURE, err);
-    this.abortUpstream?.();
+    this.drop();
     return false;
   }
 
@@ -202,7 +156,11 @@ export class HttpExchange extends UpstreamHandler implements Watched {
     if (this.upstreamDone) return;
     this.upstreamDone = true;
     // The client went away first (its abort ends up here): nothing to answer, nothing to count.
-    if (this.closed || this.tryRetry(err)) return;
+    if (this.closed) return;
+    if (this.tryRetry(err)) {
+      this.ctx.log.debug({ err, method: this.request.method, path: pathOf(this.req.url) }, 'retrying on a fresh upstream connection');
+      return;
+    }
     if (this.clientStalled || this.client.destroyed) {
       // The client is gone or stalled; whatever failed upstream is a consequence, not an upstream fault.
       if (this.clientStalled) this.ctx.log.info({ method: this.request.method, path: pathOf(this.req.url) }, 'client stalled: idle timeout');
@@ -218,19 +176,6 @@ export class HttpExchange extends UpstreamHandler implements Watched {
       return;
     }
     this.fail(classifyUpstreamError(err), err);
-  }
-
-  /** Sends the request again on a fresh connection, when that is safe; true when it did. */
-  private tryRetry(err: Error): boolean {
-    if (this.retried || !this.retryable || !this.reusedConnection || this.responseStarted || !isLostConnection(err)) return false;
-    this.retried = true;
-    this.upstreamDone = false;
-    this.abortUpstream = undefined;
-    this.reusedConnection = false;
-    this.ctx.metrics.upstreamRetried(this.request.method);
-    this.ctx.log.debug({ err, method: this.request.method, path: pathOf(this.req.url) }, 'retrying on a fresh upstream connection');
-    this.send(true);
-    return true;
   }
 
   /** The proxy answers instead of the upstream, or breaks the connection if the answer has begun. */
@@ -281,10 +226,7 @@ export class HttpExchange extends UpstreamHandler implements Watched {
       this.res.destroy();
       return;
     }
-    const err = new UpstreamTimeoutError(code, ms);
-    // Still waiting for a connection: answered now; undici's onConnect aborts the request later.
-    if (this.abortUpstream === undefined) this.upstreamFailed(err);
-    else this.abortUpstream(err);
+    this.abortWith(new UpstreamTimeoutError(code, ms));
   }
 
   // ---- the end
@@ -295,7 +237,7 @@ export class HttpExchange extends UpstreamHandler implements Watched {
     this.closed = true;
     this.ctx.sweep.unwatch(this);
     if (this.pipelined) forgetQueued(this.client, this.onClientGone);
-    if (!this.upstreamDone) this.abortUpstream?.();
+    if (!this.upstreamDone) this.drop();
     const { req } = this;
     this.ctx.metrics.recordRequest({
       method: this.request.method,

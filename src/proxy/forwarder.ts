@@ -1,7 +1,7 @@
 /**
  * The HTTP forwarder: plain HTTP requests go to the upstream through undici's
- * `dispatch` (upstream-pool.ts), one HttpExchange per request
- * (http-exchange.ts). WebSocket upgrades take another path (websocket.ts).
+ * `dispatch` (upstream-pool.ts), one HttpExchange per request (exchange.ts).
+ * WebSocket upgrades take another path (websocket/).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';

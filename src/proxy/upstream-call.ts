@@ -1,0 +1,96 @@
+/**
+ * The upstream leg of an HTTP exchange: the request dispatched through the
+ * pool (counted in the pending-requests gauge while it waits for a
+ * connection), the handle that aborts it, and the one retry. A request that
+ * has no body and is safe to repeat (RFC 9110 §9.2.2) is sent once more, on a
+ * fresh connection, when the reused connection it went out on breaks before
+ * any byte of an answer. HttpExchange (exchange.ts) adds the client's side:
+ * one object per request either way.
+ */
+import type { MetricsRecorder } from '../metrics/recorder.js';
+import { isLostConnection, isRetryable } from './exchange-rules.js';
+import { type Abort, UpstreamHandler, type UpstreamPool, type UpstreamRequest } from './upstream-pool.js';
+
+/** What the upstream leg of every exchange of an app uses. */
+export interface UpstreamCallContext {
+  readonly pool: UpstreamPool;
+  readonly metrics: MetricsRecorder;
+}
+
+export abstract class UpstreamCall<C extends UpstreamCallContext> extends UpstreamHandler {
+  protected readonly ctx: C;
+  protected readonly request: UpstreamRequest;
+  /** Upstream side over: complete, failed or aborted (until a retry starts it again). */
+  protected upstreamDone = false;
+  /** Dispatched, and no connection yet (counted in the pending-requests gauge). */
+  protected waiting = false;
+  private readonly retryable: boolean;
+  private abortUpstream: Abort | undefined = undefined;
+  private reusedConnection = false;
+  private responseStarted = false;
+  private retried = false;
+
+  constructor(ctx: C, request: UpstreamRequest) {
+    super();
+    this.ctx = ctx;
+    this.request = request;
+    this.retryable = isRetryable(request.method, request.body !== null);
+  }
+
+  /** The client has left: a connection that comes now is given back at once. */
+  protected abstract clientGone(): boolean;
+  /** The request has its connection and is being written. */
+  protected abstract connected(): void;
+
+  protected send(fresh: boolean): void {
+    this.waiting = true;
+    this.ctx.metrics.upstreamWaiting(1);
+    if (fresh) this.ctx.pool.dispatchFresh(this.request, this);
+    else this.ctx.pool.dispatch(this.request, this);
+  }
+
+  protected stopWaiting(): void {
+    if (!this.waiting) return;
+    this.waiting = false;
+    this.ctx.metrics.upstreamWaiting(-1);
+  }
+
+  /** Ends the upstream request with `err`; still waiting for a connection, it fails now (undici's onConnect aborts it later). */
+  protected abortWith(err: Error): void {
+    if (this.abortUpstream === undefined) this.upstreamFailed(err);
+    else this.abortUpstream(err);
+  }
+
+  /** Drops the upstream request, once it has a connection (before, `clientGone` or `upstreamDone` drops it then). */
+  protected drop(): void {
+    this.abortUpstream?.();
+  }
+
+  protected override upstreamAssigned(abort: Abort): void {
+    this.stopWaiting();
+    this.abortUpstream = abort;
+    if (this.upstreamDone || this.clientGone()) {
+      // The client left, or a timeout answered, while the request waited for a connection.
+      abort();
+      return;
+    }
+    this.reusedConnection = !this.ctx.pool.opening;
+    this.connected();
+  }
+
+  protected override upstreamResponseStarted(): void {
+    this.responseStarted = true;
+  }
+
+  /** Sends the request again on a fresh connection, when that is safe; true when it did. */
+  protected tryRetry(err: Error): boolean {
+    if (this.retried || !this.retryable || !this.reusedConnection || this.responseStarted || !isLostConnection(err)) return false;
+    this.retried = true;
+    this.upstreamDone = false;
+    this.abortUpstream = undefined;
+    this.reusedConnection = false;
+    this.ctx.metrics.upstreamRetried(this.request.method);
+    this.send(true);
+    return true;
+  }
+}
