@@ -5,7 +5,28 @@ export { DEFAULTS, envName, resolveConfig } from './config/config.js';
 export type { Config, ConfigLayers, ProxyConfig } from './config/config.js';
 export { loadConfigFile } from './config/file.js';
 export type { ConfigFile } from './config/file.js';
-export { ConfigError, ConfigFileError, ListenError, ProxyError } from './errors.js';
+export {
+  ERROR_CODES,
+  ConfigError,
+  ConfigFileError,
+  InvalidTypeError,
+  InvalidValueError,
+  ListenError,
+  MissingOptionError,
+  OpenApiError,
+  OptionNotAllowedError,
+  OptionRequiresError,
+  OptionsClashError,
+  OptionsExclusiveError,
+  ProxyError,
+  RouteOutsidePrefixError,
+  RouteTemplateError,
+  TokenFileError,
+  UnexpectedArgumentError,
+  UnknownOptionError,
+  UpstreamTimeoutError,
+} from './errors.js';
+export type { ConfigErrorCode, ErrorCode, UpstreamFailureKind, UpstreamTimeoutCode } from './errors.js';
 export { createLogger } from './logger.js';
 export { withAccessLog } from './metrics/access-log.js';
 export { OTHER_METHOD, STANDARD_METHODS, methodLabel } from './metrics/recorder.js';

@@ -6,7 +6,6 @@
 import { createRequire } from 'node:module';
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type PinoPretty from 'pino-pretty';
-import type { LogFormatSetting, LogLevel } from './config/parsers.js';
 
 // pino-pretty (and its dependencies) only load when pretty output is asked for: production logs are JSON.
 const require = createRequire(import.meta.url);
@@ -14,7 +13,15 @@ const require = createRequire(import.meta.url);
 /** A stalled stdout must not grow memory without bound: past this, lines are dropped. */
 const MAX_BUFFERED_LOG_BYTES = 8 * 1024 * 1024;
 
-export type LogFormat = 'json' | 'pretty';
+/** pino's levels, and `silent`. Here, at the bottom, so the config layer above can validate against them. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** `auto` = human-readable when stdout is a terminal, else JSON; decided at start-up by the CLI. */
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormatSetting = (typeof LOG_FORMATS)[number];
+
+export type LogFormat = Exclude<LogFormatSetting, 'auto'>;
 
 export interface LoggerOptions {
   /** Default `json`. */

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { DEFAULTS, VALUE_KEYS, fileKey, resolveConfig } from '../src/config/config.js';
 import { loadConfigFile, parseConfigText } from '../src/config/file.js';
+import { type ConfigErrorCode, ConfigFileError, UnknownOptionError } from '../src/errors.js';
 import { configError } from './helpers.js';
 import { ROOT } from './bin.js';
 
@@ -115,50 +116,70 @@ readyPath:
 interface BadKey {
   readonly yaml: string;
   readonly key: string;
-  /** Substrings of the message after `<file>: <key>: `. */
+  /** The code, or the codes one of which it may be. */
+  readonly code: ConfigErrorCode | readonly ConfigErrorCode[];
+  /** Substrings of the message after `<file>: `. */
   readonly says: readonly string[];
 }
 
+const INVALID = 'MP_ERR_INVALID_VALUE';
+const TYPE = 'MP_ERR_INVALID_TYPE';
+const UNKNOWN = 'MP_ERR_UNKNOWN_OPTION';
+const REFUSED = 'MP_ERR_OPTION_NOT_ALLOWED';
+/** src/metrics/route-templates.ts raises MP_ERR_CONFIG (and no reason) until it raises RouteTemplateError. */
+const ROUTE: readonly ConfigErrorCode[] = ['MP_ERR_ROUTE_TEMPLATE', 'MP_ERR_CONFIG'];
+
 const BAD_KEYS: readonly BadKey[] = [
-  { yaml: 'connectTimeout: abc', key: 'connectTimeout', says: ['milliseconds', 'got "abc"'] },
-  { yaml: 'connectTimeout: 1.5', key: 'connectTimeout', says: ['milliseconds', 'got 1.5'] },
-  { yaml: 'connectTimeout: -1', key: 'connectTimeout', says: ['got -1'] },
-  { yaml: 'port: 70000', key: 'port', says: ['0 to 65535', 'got 70000'] },
-  { yaml: 'port: [1, 2]', key: 'port', says: ['single value', 'got [1,2]'] },
-  { yaml: 'port: { n: 1 }', key: 'port', says: ['got a mapping'] },
-  { yaml: 'port: true', key: 'port', says: ['got true'] },
-  { yaml: 'buckets: [5, 1]', key: 'buckets', says: ['increasing', 'got [5,1]'] },
-  { yaml: 'buckets: [[1], 2]', key: 'buckets', says: ['list of plain values'] },
-  { yaml: 'buckets: ["1,2", 3]', key: 'buckets', says: ['no commas'] },
-  { yaml: 'buckets: { a: 1 }', key: 'buckets', says: ['list', 'got a mapping'] },
-  { yaml: 'logLevel: loud', key: 'logLevel', says: ['expected one of', 'got "loud"'] },
-  { yaml: 'logFormat: colour', key: 'logFormat', says: ['json', 'pretty', 'got "colour"'] },
-  { yaml: 'accessLog: yes', key: 'accessLog', says: ['true, false, 1 or 0', 'got "yes"'] },
-  { yaml: 'slo: 1', key: 'slo', says: ['between 0 and 1', 'got 1'] },
-  { yaml: 'slo: 0', key: 'slo', says: ['got 0'] },
-  { yaml: 'slo: 99.9', key: 'slo', says: ['got 99.9'] },
-  { yaml: 'apiPrefix: api', key: 'apiPrefix', says: ['starting with /', 'got "api"'] },
-  { yaml: 'upstream: ftp://x', key: 'upstream', says: ['http://', 'got "ftp://x"'] },
-  { yaml: 'routes: [users/:id]', key: 'routes', says: ['users/:id'] },
-  { yaml: 'metrics: [seed, histograms]', key: 'metrics', says: ['seed, standard', 'got ["seed","histograms"]'] },
-  { yaml: 'connectTimeoutMs: 10', key: 'connectTimeoutMs', says: ['unknown option', 'did you mean connectTimeout?'] },
-  { yaml: 'connect-timeout: 10', key: 'connect-timeout', says: ['unknown option', 'did you mean connectTimeout?'] },
-  { yaml: 'uptream: http://x', key: 'uptream', says: ['unknown option', 'did you mean upstream?'] },
-  { yaml: 'frobnicate: 1', key: 'frobnicate', says: ['unknown option'] },
-  { yaml: 'metricsToken: s3cret', key: 'metricsToken', says: ['metricsTokenFile', 'METRICS_PROXY_METRICS_TOKEN'] },
-  { yaml: 'demo: true', key: 'demo', says: ['command-line flag only'] },
-  { yaml: 'config: other.yaml', key: 'config', says: ['another config file'] },
+  { yaml: 'connectTimeout: abc', key: 'connectTimeout', code: INVALID, says: ['milliseconds', 'got "abc"'] },
+  { yaml: 'connectTimeout: 1.5', key: 'connectTimeout', code: INVALID, says: ['milliseconds', 'got 1.5'] },
+  { yaml: 'connectTimeout: -1', key: 'connectTimeout', code: INVALID, says: ['got -1'] },
+  { yaml: 'port: 70000', key: 'port', code: INVALID, says: ['0 to 65535', 'got 70000'] },
+  { yaml: 'port: [1, 2]', key: 'port', code: TYPE, says: ['single value', 'got [1,2]'] },
+  { yaml: 'port: { n: 1 }', key: 'port', code: TYPE, says: ['got a mapping'] },
+  { yaml: 'port: true', key: 'port', code: INVALID, says: ['got true'] },
+  { yaml: 'buckets: [5, 1]', key: 'buckets', code: INVALID, says: ['increasing', 'got [5,1]'] },
+  { yaml: 'buckets: [[1], 2]', key: 'buckets', code: TYPE, says: ['list of plain values'] },
+  { yaml: 'buckets: ["1,2", 3]', key: 'buckets', code: TYPE, says: ['no commas'] },
+  { yaml: 'buckets: { a: 1 }', key: 'buckets', code: TYPE, says: ['list', 'got a mapping'] },
+  { yaml: 'logLevel: loud', key: 'logLevel', code: INVALID, says: ['expected one of', 'got "loud"'] },
+  { yaml: 'logFormat: colour', key: 'logFormat', code: INVALID, says: ['json', 'pretty', 'got "colour"'] },
+  { yaml: 'accessLog: yes', key: 'accessLog', code: INVALID, says: ['true, false, 1 or 0', 'got "yes"'] },
+  { yaml: 'slo: 1', key: 'slo', code: INVALID, says: ['between 0 and 1', 'got 1'] },
+  { yaml: 'slo: 0', key: 'slo', code: INVALID, says: ['got 0'] },
+  { yaml: 'slo: 99.9', key: 'slo', code: INVALID, says: ['got 99.9'] },
+  { yaml: 'apiPrefix: api', key: 'apiPrefix', code: INVALID, says: ['starting with /', 'got "api"'] },
+  { yaml: 'upstream: ftp://x', key: 'upstream', code: INVALID, says: ['http://', 'got "ftp://x"'] },
+  { yaml: 'routes: [users/:id]', key: 'routes', code: ROUTE, says: ['users/:id', 'starting with /'] },
+  { yaml: 'metrics: [seed, histograms]', key: 'metrics', code: INVALID, says: ['seed, standard', 'got ["seed","histograms"]'] },
+  { yaml: 'connectTimeoutMs: 10', key: 'connectTimeoutMs', code: UNKNOWN, says: ['unknown option', 'did you mean connectTimeout?'] },
+  { yaml: 'connect-timeout: 10', key: 'connect-timeout', code: UNKNOWN, says: ['unknown option', 'did you mean connectTimeout?'] },
+  { yaml: 'uptream: http://x', key: 'uptream', code: UNKNOWN, says: ['unknown option', 'did you mean upstream?'] },
+  { yaml: 'frobnicate: 1', key: 'frobnicate', code: UNKNOWN, says: ['unknown option'] },
+  { yaml: 'metricsToken: s3cret', key: 'metricsToken', code: REFUSED, says: ['metricsTokenFile', 'METRICS_PROXY_METRICS_TOKEN'] },
+  { yaml: 'demo: true', key: 'demo', code: REFUSED, says: ['command-line flag only'] },
+  { yaml: 'config: other.yaml', key: 'config', code: REFUSED, says: ['another config file'] },
 ];
 
 describe('config file: bad keys and values', () => {
-  it.each(BAD_KEYS)('$yaml', ({ yaml, key, says }) => {
+  it.each(BAD_KEYS)('$yaml', ({ yaml, key, code, says }) => {
     const text = yaml.startsWith('upstream:') ? `${yaml}\n` : `upstream: ${upstream}\n${yaml}\n`;
-    const err = configError(() => resolveConfig({ file: fromYaml(text, 'conf/proxy.yaml') }));
-    expect(err.code).toBe('MP_ERR_CONFIG');
+    const file = fromYaml(text, 'conf/proxy.yaml');
+    const err = configError(() => resolveConfig({ file }));
+    if (typeof code === 'string') expect(err.code).toBe(code);
+    else expect(code).toContain(err.code);
     expect(err.option).toBe(`conf/proxy.yaml: ${key}`);
-    expect(err.message.startsWith(`conf/proxy.yaml: ${key}: `)).toBe(true);
-    for (const text of says) expect(err.message).toContain(text);
+    // The file's value as written; none for a key that is unknown or refused (it may be the token itself).
+    expect(err.value).toEqual(code === UNKNOWN || code === REFUSED ? undefined : file.values[key]);
+    expect(err.message.startsWith('conf/proxy.yaml: ')).toBe(true);
+    expect(err.message).toContain(key);
+    for (const part of says) expect(err.message).toContain(part);
     expect(err.message).not.toContain('\n');
+  });
+
+  it('suggests the key that was probably meant, as a field', () => {
+    const err = configError(() => resolveConfig({ file: fromYaml(`upstream: ${upstream}\nmetrics_path: /m\n`) }));
+    expect(err).toBeInstanceOf(UnknownOptionError);
+    expect((err as UnknownOptionError).suggestion).toBe('metricsPath');
   });
 
   it('never echoes a token written into the file', () => {
@@ -168,15 +189,17 @@ describe('config file: bad keys and values', () => {
 
   it('names the file key in checks across options', () => {
     const err = configError(() => resolveConfig({ file: fromYaml(`upstream: ${upstream}\nmetricsPath: /api\n`) }));
-    expect(err.option).toBe('proxy.yaml: metricsPath');
-    expect(err.message).toContain('proxy.yaml: metricsPath');
+    expect(err).toMatchObject({ code: 'MP_ERR_OPTIONS_CLASH', option: 'proxy.yaml: metricsPath', value: '/api', other: '--api-prefix' });
+    expect(err.message).toBe('proxy.yaml: metricsPath: must differ from --api-prefix, got "/api"');
   });
 
   it('names the file key when the token env var clashes with a token file from the file', () => {
     const file = fromYaml(`upstream: ${upstream}\nmetricsTokenFile: /t\n`);
     const err = configError(() => resolveConfig({ file, env: { METRICS_PROXY_METRICS_TOKEN: 'x' } }));
+    expect(err).toMatchObject({ code: 'MP_ERR_OPTIONS_EXCLUSIVE', option: 'proxy.yaml: metricsTokenFile', other: 'METRICS_PROXY_METRICS_TOKEN' });
     expect(err.message).toContain('proxy.yaml: metricsTokenFile');
   });
+
 });
 
 describe('config file: the file itself', () => {
@@ -189,15 +212,15 @@ describe('config file: the file itself', () => {
   ])('%s: one line naming the file', async (_name, fileName, text, says) => {
     const path = await tempFile(fileName, text);
     const err = configError(() => loadConfigFile(path));
-    expect(err.code).toBe('MP_ERR_CONFIG_FILE');
-    expect(err.option).toBe(path);
+    expect(err).toBeInstanceOf(ConfigFileError);
+    expect(err).toMatchObject({ code: 'MP_ERR_CONFIG_FILE_INVALID', option: path, value: path });
     for (const part of says) expect(err.message).toContain(part);
     expect(err.message).not.toContain('\n');
   });
 
   it('a missing file: one line naming it and the reason', () => {
     const err = configError(() => loadConfigFile('/nonexistent/metrics-proxy.yaml'));
-    expect(err.code).toBe('MP_ERR_CONFIG_FILE');
+    expect(err).toMatchObject({ code: 'MP_ERR_CONFIG_FILE_UNREADABLE', option: '/nonexistent/metrics-proxy.yaml', reason: 'cannot read the config file (ENOENT)' });
     expect(err.message).toBe('/nonexistent/metrics-proxy.yaml: cannot read the config file (ENOENT)');
   });
 });

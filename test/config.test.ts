@@ -1,6 +1,7 @@
 import { AggregatorRegistry, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, envName, resolveConfig } from '../src/config/config.js';
+import { InvalidValueError } from '../src/errors.js';
 import { configError } from './helpers.js';
 import { createSloMetric } from '../src/metrics/slo.js';
 
@@ -58,7 +59,7 @@ describe('resolveConfig', () => {
   it('lets --demo stand in for an upstream, and beat one from the environment', () => {
     expect(resolveConfig({ flags: { demo: true } }).upstream).toBeUndefined();
     expect(resolveConfig({ flags: { demo: true }, env: { METRICS_PROXY_UPSTREAM: upstream } }).upstream).toBeUndefined();
-    expect(configError(() => resolveConfig({ flags: { demo: true, upstream } })).option).toBe('--upstream');
+    expect(configError(() => resolveConfig({ flags: { demo: true, upstream } })).code).toBe('MP_ERR_OPTIONS_EXCLUSIVE');
   });
 
   it.each([
@@ -75,7 +76,6 @@ describe('resolveConfig', () => {
     [{ apiPrefix: '/api/../x' }, '--api-prefix', '/api/../x'],
     [{ apiPrefix: '/api?x' }, '--api-prefix', '/api?x'],
     [{ metricsPath: 'metrics' }, '--metrics-path', 'metrics'],
-    [{ metricsPath: '/api' }, '--metrics-path', '/api'],
     [{ bucketsMs: '' }, '--buckets', '""'],
     [{ bucketsMs: '5,1' }, '--buckets', '5,1'],
     [{ bucketsMs: '1,1' }, '--buckets', '1,1'],
@@ -94,23 +94,41 @@ describe('resolveConfig', () => {
     [{ slo: 'NaN' }, '--slo', 'NaN'],
   ])('rejects %j naming %s and the value', (flags, option, valuePart) => {
     const err = configError(() => resolveConfig({ flags: { upstream, ...flags } }));
-    expect(err.code).toBe('MP_ERR_CONFIG');
-    expect(err.option).toBe(option);
+    expect(err).toBeInstanceOf(InvalidValueError);
+    expect(err).toMatchObject({ code: 'MP_ERR_INVALID_VALUE', option, value: Object.values(flags)[0] });
+    expect(err.reason).toMatch(/^\S/);
     expect(err.message).toContain(option);
     expect(err.message).toContain(valuePart);
     expect(err.message).not.toContain('\n');
   });
 
+  it.each([
+    ['--upstream with --demo', { flags: { upstream, demo: true } }, { code: 'MP_ERR_OPTIONS_EXCLUSIVE', option: '--upstream', other: '--demo' }],
+    ['no upstream', {}, { code: 'MP_ERR_MISSING_OPTION', option: '--upstream' }],
+    ['--metrics-path equal to --api-prefix', { flags: { upstream, metricsPath: '/api' } }, { code: 'MP_ERR_OPTIONS_CLASH', option: '--metrics-path', value: '/api', other: '--api-prefix' }],
+    ['--metrics-port equal to --port', { flags: { upstream, metricsPort: '8000' } }, { code: 'MP_ERR_OPTIONS_CLASH', option: '--metrics-port', value: 8000, other: '--port' }],
+    [
+      'the token env var beside a token file',
+      { flags: { upstream, metricsTokenFile: '/t' }, env: { METRICS_PROXY_METRICS_TOKEN: 'x' } },
+      { code: 'MP_ERR_OPTIONS_EXCLUSIVE', option: '--metrics-token-file', other: 'METRICS_PROXY_METRICS_TOKEN' },
+    ],
+  ] as const)('rejects %s with its own code and fields', (_name, layers, expected) => {
+    const err = configError(() => resolveConfig(layers));
+    expect(err).toMatchObject(expected);
+    expect(err.message).toContain(expected.option);
+    expect(err.message).not.toContain('\n');
+  });
+
   it('names the env var when the bad value came from the environment', () => {
     const err = configError(() => resolveConfig({ flags: { upstream }, env: { METRICS_PROXY_PORT: 'abc' } }));
-    expect(err.option).toBe('METRICS_PROXY_PORT');
+    expect(err).toMatchObject({ code: 'MP_ERR_INVALID_VALUE', option: 'METRICS_PROXY_PORT', value: 'abc' });
     expect(err.message).toContain('METRICS_PROXY_PORT');
     expect(err.message).toContain('"abc"');
   });
 
   it('requires an upstream unless --demo', () => {
     const err = configError(() => resolveConfig({}));
-    expect(err.option).toBe('--upstream');
+    expect(err).toMatchObject({ code: 'MP_ERR_MISSING_OPTION', option: '--upstream' });
     expect(err.message).toContain('METRICS_PROXY_UPSTREAM');
   });
 

@@ -1,101 +1,22 @@
 /**
- * The command line: commander → raw strings (+ the --config file) → resolveConfig
+ * The command line: argv (args.ts) → raw strings (+ the --config file) → resolveConfig
  * → app, or → `check`. The only module that touches `process` (signals);
  * `main` returns the exit code.
  */
 import cluster from 'node:cluster';
-import { createRequire } from 'node:module';
-import { Command, CommanderError, Option } from 'commander';
-import { buildApp } from '../app.js';
+import { CommanderError } from 'commander';
+import type { Logger } from 'pino';
+import { type App, buildApp } from '../app.js';
+import { type CliIo, PROGRAM, type ParsedArgs, parseArgs } from './args.js';
 import { runCheck } from './check.js';
 import { answerCollections, createClusterRenderer, runPrimary } from './cluster.js';
-import { type Config, OPTIONS, VALUE_KEYS, defaultText, envName, fileKey, resolveConfig } from '../config/config.js';
+import { type Config, type ProxyConfig, resolveConfig } from '../config/config.js';
 import { CONFIG_ENV, loadConfigFile, readTokenFile } from '../config/file.js';
-import { startDemoUpstream } from './demo.js';
-import { ConfigError, ProxyError } from '../errors.js';
+import { type DemoUpstream, startDemoUpstream } from './demo.js';
+import { ProxyError } from '../errors.js';
 import { createLogger, resolveLogFormat } from '../logger.js';
-import type { Logger } from 'pino';
 
-export interface CliIo {
-  readonly stdout: { write(text: string): unknown };
-  readonly stderr: { write(text: string): unknown };
-}
-
-const PROGRAM = 'metrics-proxy';
-
-function packageVersion(): string {
-  const require = createRequire(import.meta.url);
-  return (require('../../package.json') as { version: string }).version;
-}
-
-type RawFlags = NonNullable<Parameters<typeof resolveConfig>[0]['flags']>;
-
-interface ParsedArgs {
-  /** `run` serves; `check` validates, probes the upstream and exits. */
-  readonly command: 'run' | 'check';
-  readonly flags: RawFlags;
-  /** --config, when given (METRICS_PROXY_CONFIG is looked at by the caller). */
-  readonly configPath: string | undefined;
-}
-
-function parseArgs(argv: readonly string[], io: CliIo): ParsedArgs {
-  let command: ParsedArgs['command'] = 'run';
-  const program = new Command(PROGRAM)
-    .description('Reverse proxy that records Prometheus request metrics for any HTTP/WebSocket upstream')
-    .version(packageVersion(), '-V, --version')
-    .helpOption('-h, --help')
-    .exitOverride()
-    .configureOutput({
-      writeOut: (text) => io.stdout.write(text),
-      writeErr: (text) => io.stderr.write(text),
-      outputError: () => {}, // main() prints the one-line error itself
-    });
-  program.addOption(
-    new Option('--config <file>', `YAML or JSON file holding any of the options below, under their config keys (env: ${CONFIG_ENV})`),
-  );
-  const keyByAttribute = new Map<string, (typeof VALUE_KEYS)[number]>();
-  for (const key of VALUE_KEYS) {
-    const spec = OPTIONS[key];
-    const fallback = defaultText(key);
-    const option = new Option(
-      spec.flag,
-      `${spec.description} (env: ${envName(key)}, config: ${fileKey(key)}${fallback === undefined ? '' : `, default: ${fallback}`})`,
-    );
-    if (spec.repeatable === true) option.argParser((value: string, previous?: string) => (previous === undefined ? value : `${previous},${value}`));
-    keyByAttribute.set(option.attributeName(), key);
-    program.addOption(option);
-    // An on/off option can also be turned off from the command line, over the env and the config file.
-    if (!spec.flag.includes('<')) program.addOption(new Option(spec.flag.replace(/^--/, '--no-'), `turn ${spec.flag} off`));
-  }
-  program.addOption(new Option('--demo', 'start a built-in demo upstream (GET /api/ping) and proxy to it'));
-  program.allowExcessArguments(true);
-  program.action(() => {
-    const stray = program.args[0];
-    if (stray !== undefined) {
-      throw new ConfigError(stray, `unexpected argument: ${JSON.stringify(stray)} (every option is a --flag; see --help)`);
-    }
-  });
-  program
-    .command('check')
-    .description('validate the configuration, print it resolved (secrets masked) as JSON, and probe the upstream; exit 0 ready, 1 unreachable, 2 invalid')
-    .addHelpText('after', `\nTakes every option of ${PROGRAM} (see ${PROGRAM} --help), before or after "check".`)
-    .allowExcessArguments(false)
-    .action(() => {
-      command = 'check';
-    });
-  program.parse([...argv], { from: 'node' });
-
-  const flags: Record<string, string | boolean> = {};
-  for (const [attribute, value] of Object.entries(program.opts())) {
-    const key = keyByAttribute.get(attribute);
-    if (key === undefined) continue;
-    // On/off options reach resolveConfig as text, like their env var, so one parser serves all layers.
-    if (typeof value === 'string' || typeof value === 'boolean') flags[key] = String(value);
-  }
-  if (program.opts().demo === true) flags.demo = true;
-  const config: unknown = program.opts().config;
-  return { command, flags: flags as RawFlags, configPath: typeof config === 'string' ? config : undefined };
-}
+export type { CliIo } from './args.js';
 
 function oneLine(text: string): string {
   return text.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
@@ -123,43 +44,49 @@ export async function main(
   io: CliIo = { stdout: process.stdout, stderr: process.stderr },
 ): Promise<number> {
   try {
-    return await run(argv, env, io);
+    const loaded = loadConfiguration(argv, env, io);
+    if (typeof loaded === 'number') return loaded;
+    if (loaded.command === 'check') return await runCheck(loaded.config, loaded.configPath, io);
+    return await serve(loaded.config, io);
   } finally {
     // A cluster worker's IPC channel would keep it alive: let go of it so the process can exit.
     if (cluster.isWorker && process.connected) process.disconnect();
   }
 }
 
-async function run(
-  argv: readonly string[],
-  env: Readonly<Record<string, string | undefined>>,
-  io: CliIo,
-): Promise<number> {
-  let config: Config;
-  let parsed: ParsedArgs;
-  let configPath: string | undefined;
+interface Loaded {
+  readonly command: ParsedArgs['command'];
+  readonly configPath: string | undefined;
+  readonly config: Config;
+}
+
+const QUIET_EXITS = new Set(['commander.helpDisplayed', 'commander.version', 'commander.help']);
+
+/** argv, the environment and the config file → the configuration; or the exit code when there is nothing to run. */
+function loadConfiguration(argv: readonly string[], env: Readonly<Record<string, string | undefined>>, io: CliIo): Loaded | number {
   try {
-    parsed = parseArgs(argv, io);
+    const parsed = parseArgs(argv, io);
     const fromEnv = env[CONFIG_ENV];
-    configPath = parsed.configPath ?? (fromEnv === undefined || fromEnv === '' ? undefined : fromEnv);
+    const configPath = parsed.configPath ?? (fromEnv === undefined || fromEnv === '' ? undefined : fromEnv);
     const file = configPath === undefined ? undefined : loadConfigFile(configPath);
-    config = resolveConfig({ flags: parsed.flags, env, ...(file === undefined ? {} : { file }) });
+    const config = resolveConfig({ flags: parsed.flags, env, ...(file === undefined ? {} : { file }) });
+    return { command: parsed.command, configPath, config };
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
-        return 0;
-      }
+      if (QUIET_EXITS.has(err.code)) return 0;
       io.stderr.write(`${PROGRAM}: ${oneLine(err.message)}\n`);
       return 2;
     }
-    if (err instanceof ProxyError) {
-      io.stderr.write(`${PROGRAM}: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
+    if (!(err instanceof ProxyError)) throw err;
+    io.stderr.write(`${PROGRAM}: ${err.message}\n`);
+    return 2;
   }
-  if (parsed.command === 'check') return runCheck(config, configPath, io);
+}
 
+const flushed = (logger: Logger): Promise<void> => new Promise<void>((resolve) => logger.flush(() => resolve()));
+
+/** Runs the proxy (or, with --workers, the cluster primary) until a signal; returns the exit code. */
+async function serve(config: Config, io: CliIo): Promise<number> {
   let metricsToken = config.metricsToken;
   if (config.metricsTokenFile !== undefined) {
     try {
@@ -169,14 +96,13 @@ async function run(
       return 2;
     }
   }
-
   const tty = process.stdout.isTTY === true;
   const logger = createLogger(config.logLevel, { format: resolveLogFormat(config.logFormat, tty), colorize: tty });
   const stopOnCrash = installCrashHandlers(logger);
   if (config.workers > 1 && cluster.isPrimary) {
     const code = await runPrimary({ workers: config.workers, log: logger });
     stopOnCrash();
-    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    await flushed(logger);
     return code;
   }
   const demo = config.demo ? await startDemoUpstream() : undefined;
@@ -192,9 +118,24 @@ async function run(
     io.stderr.write(`${PROGRAM}: ${err.message}\n`);
     return code;
   };
-  let app: ReturnType<typeof buildApp>;
+  const app = await startApp({ ...config, upstream, metricsToken }, logger, abandon);
+  if (typeof app === 'number') return app;
+  if (demo !== undefined) logger.info({ upstream: upstream.href }, 'demo upstream started: try GET /api/ping');
+  await stopOnSignal(await signals.promise, { app, demo, logger, signals });
+  stopOnCrash();
+  await flushed(logger);
+  return 0;
+}
+
+/** Builds and binds the app; on failure, what `abandon` returns (2 for a bad document or template, 1 for a port or address). */
+async function startApp(
+  config: ProxyConfig,
+  logger: Logger,
+  abandon: (err: unknown, code: number) => Promise<number>,
+): Promise<App | number> {
+  let app: App;
   try {
-    app = buildApp({ ...config, upstream, metricsToken }, { logger, ...(cluster.isWorker ? { render: createClusterRenderer() } : {}) });
+    app = buildApp(config, { logger, ...(cluster.isWorker ? { render: createClusterRenderer() } : {}) });
   } catch (err) {
     return abandon(err, 2); // a bad --openapi document or route template
   }
@@ -204,12 +145,20 @@ async function run(
     return abandon(err, 1); // the port is taken, or the address is wrong
   }
   if (cluster.isWorker) answerCollections(app.registry);
-  if (demo !== undefined) logger.info({ upstream: upstream.href }, 'demo upstream started: try GET /api/ping');
+  return app;
+}
 
-  const signal = await signals.promise;
+interface Running {
+  readonly app: App;
+  readonly demo: DemoUpstream | undefined;
+  readonly logger: Logger;
+  readonly signals: { dispose(): void };
+}
+
+/** The graceful drain after the first signal; a second one while draining leaves at once. */
+async function stopOnSignal(signal: NodeJS.Signals, { app, demo, logger, signals }: Running): Promise<void> {
   signals.dispose();
   logger.info({ signal }, 'shutting down');
-  // A second signal while draining: leave at once.
   const forceExit = (second: NodeJS.Signals): void => {
     logger.warn({ signal: second }, 'second signal: exiting at once');
     logger.flush();
@@ -222,9 +171,6 @@ async function run(
   logger.info('stopped');
   process.off('SIGTERM', forceExit);
   process.off('SIGINT', forceExit);
-  stopOnCrash();
-  await new Promise<void>((resolve) => logger.flush(() => resolve()));
-  return 0;
 }
 
 /**

@@ -5,7 +5,7 @@
  * layer), through the same parsers as flags and env vars.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, ConfigFileError } from '../errors.js';
+import { ConfigFileError, TokenFileError, describe } from '../errors.js';
 import { parseYaml } from '../lazy-modules.js';
 
 /** The env var that names the config file when --config is not given. */
@@ -27,12 +27,12 @@ export function parseConfigText(text: string, path: string): ConfigFile {
   try {
     doc = json ? JSON.parse(text.replace(/^\uFEFF/, '')) : parseYaml(text, { logLevel: 'error' });
   } catch (err) {
-    throw new ConfigFileError(path, `${path}: not valid ${json ? 'JSON' : 'YAML'}: ${firstLine(err)}`);
+    throw new ConfigFileError('MP_ERR_CONFIG_FILE_INVALID', path, `not valid ${json ? 'JSON' : 'YAML'}: ${firstLine(err)}`, err);
   }
   // An empty file (or one holding only comments) sets nothing: every option keeps its default.
   if (doc === null || doc === undefined) return Object.freeze({ path, values: Object.freeze({}) });
   if (typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new ConfigFileError(path, `${path}: expected a mapping of option names to values at the top level, got ${describe(doc)}`);
+    throw new ConfigFileError('MP_ERR_CONFIG_FILE_INVALID', path, `expected a mapping of option names to values at the top level, got ${describe(doc)}`);
   }
   return Object.freeze({ path, values: Object.freeze({ ...(doc as Record<string, unknown>) }) });
 }
@@ -44,17 +44,9 @@ export function loadConfigFile(path: string): ConfigFile {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? firstLine(err);
-    throw new ConfigFileError(path, `${path}: cannot read the config file (${code})`);
+    throw new ConfigFileError('MP_ERR_CONFIG_FILE_UNREADABLE', path, `cannot read the config file (${code})`, err);
   }
   return parseConfigText(text, path);
-}
-
-/** A value as a message shows it: JSON for scalars and lists (shortened), a word for anything else. */
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'object' && !Array.isArray(value)) return value instanceof Uint8Array ? 'binary data' : 'a mapping';
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 export type FileValue = { readonly raw: string } | { readonly reason: string };
@@ -80,18 +72,18 @@ export function fileValueToRaw(value: unknown, list: boolean): FileValue {
   return { raw };
 }
 
-/** The metrics bearer token from its file: one word, surrounding blanks and newline ignored. */
+/** The metrics bearer token from its file (named `option` where it was set): one word, surrounding blanks and newline ignored. */
 export function readTokenFile(path: string, option: string): string {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'error';
-    throw new ConfigError(option, `cannot read ${option} ${JSON.stringify(path)}: ${code}`);
+    const code = (err as NodeJS.ErrnoException).code ?? firstLine(err);
+    throw new TokenFileError('MP_ERR_TOKEN_FILE_UNREADABLE', option, path, code, err);
   }
   const token = text.trim();
   if (token === '' || /\s/.test(token)) {
-    throw new ConfigError(option, `invalid token in ${option} ${JSON.stringify(path)}: expected one non-empty word`);
+    throw new TokenFileError('MP_ERR_TOKEN_FILE_INVALID', option, path, 'expected one non-empty word');
   }
   return token;
 }

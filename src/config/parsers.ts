@@ -1,16 +1,15 @@
 /**
  * Pure parsers for option values. Each takes the raw string and the name of
  * the place it came from (`--port` or `METRICS_PROXY_PORT`) and either returns
- * the typed value or throws a ConfigError whose one-line message names both.
+ * the typed value or throws an InvalidValueError (MP_ERR_INVALID_VALUE) whose
+ * one-line message names both and the value.
  */
 import { availableParallelism } from 'node:os';
-import { ConfigError } from '../errors.js';
+import { InvalidValueError } from '../errors.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormatSetting, type LogLevel } from '../logger.js';
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-function invalid(source: string, raw: string, expected: string): ConfigError {
-  return new ConfigError(source, `invalid value for ${source}: ${JSON.stringify(raw)} (${expected})`, { reason: expected });
+function invalid(source: string, raw: string, expected: string): InvalidValueError {
+  return new InvalidValueError(source, raw, expected);
 }
 
 export function parseUpstream(raw: string, source: string): URL {
@@ -94,10 +93,6 @@ export function parseLogLevel(raw: string, source: string): LogLevel {
   if (known === undefined) throw invalid(source, raw, `expected one of ${LOG_LEVELS.join(', ')}`);
   return known;
 }
-
-/** `auto` = human-readable when stdout is a terminal, else JSON; decided at start-up by the CLI. */
-export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
-export type LogFormatSetting = (typeof LOG_FORMATS)[number];
 
 export function parseLogFormat(raw: string, source: string): LogFormatSetting {
   const format = raw.trim().toLowerCase();

@@ -2,16 +2,10 @@
  * Maps a failure to reach or read the upstream onto the answer the client
  * gets. Pure, so every case is a row in a table-driven test.
  */
+import type { UpstreamFailureKind } from '../errors.js';
 
-export type UpstreamFailureKind =
-  | 'connect_refused'
-  | 'connect_timeout'
-  | 'response_timeout'
-  | 'reset'
-  | 'dns'
-  | 'tls'
-  | 'protocol'
-  | 'unknown';
+// The kinds live in errors.ts, below the metrics layer that labels them; re-exported for this layer's callers.
+export type { UpstreamFailureKind } from '../errors.js';
 
 export interface UpstreamFailure {
   readonly kind: UpstreamFailureKind;

@@ -1,0 +1,86 @@
+/** The configuration's types: `Config` is the resolved configuration, `ConfigLayers` the input of resolveConfig. */
+import type { ConfigFile } from './file.js';
+import type { LogFormatSetting, LogLevel } from '../logger.js';
+import type { MetricFamilyName } from './parsers.js';
+
+export interface Config {
+  /** Undefined only when `demo` is set: the demo upstream's address is known after it starts. */
+  readonly upstream: URL | undefined;
+  readonly demo: boolean;
+  readonly port: number;
+  readonly host: string;
+  readonly apiPrefix: string;
+  readonly metricsPath: string;
+  readonly bucketsMs: readonly number[];
+  readonly logLevel: LogLevel;
+  /** `auto`: human-readable when stdout is a terminal, else JSON (the CLI decides at start-up). */
+  readonly logFormat: LogFormatSetting;
+  /** One `request` log line per forwarded request; off by default (it costs on the hot path). */
+  readonly accessLog: boolean;
+  /** Availability objective, 0 < slo < 1, exposed as metrics_proxy_slo_objective_ratio. */
+  readonly slo: number;
+  /** Upstream TCP/TLS connect; on expiry 504. */
+  readonly connectTimeoutMs: number;
+  /** From the end of the client's request to the upstream's response headers; 0 = off. */
+  readonly upstreamTimeoutMs: number;
+  /** No bytes in either direction of an HTTP exchange for this long closes it; 0 = off. */
+  readonly idleTimeoutMs: number;
+  /** The same for an open WebSocket session; 0 = off. */
+  readonly wsIdleTimeoutMs: number;
+  /** Idle client keep-alive connections are closed after this (above load balancers' 60 s). */
+  readonly keepAliveTimeoutMs: number;
+  /** Idle upstream connections are closed after this unless the upstream's `Keep-Alive: timeout=` says sooner. */
+  readonly upstreamKeepAliveTimeoutMs: number;
+  /** Connections to the upstream at most; further requests wait for one (bounded by the response timeout). */
+  readonly upstreamMaxConnections: number;
+  /** Larger request heads get 431. */
+  readonly maxHeaderSize: number;
+  /** After SIGTERM: keep serving this long (readiness already 503) before refusing new connections. */
+  readonly drainDelayMs: number;
+  /** After the drain delay: how long in-flight requests may take before they are cut. */
+  readonly shutdownTimeoutMs: number;
+  /** Upstream path for the readiness check (HTTP GET, 2xx/3xx = ready); undefined = a TCP connect. */
+  readonly readyPath: string | undefined;
+  /** A separate admin listener for metrics and health; undefined = served on the main port. */
+  readonly metricsPort: number | undefined;
+  /** Address of the admin listener; undefined = the same as `host`. */
+  readonly metricsHost: string | undefined;
+  /** A file holding the bearer token the metrics path requires. */
+  readonly metricsTokenFile: string | undefined;
+  /** The bearer token itself, from the environment only (a flag would show in `ps`). */
+  readonly metricsToken: string | undefined;
+  /** Which metric families to expose; process metrics are always on. */
+  readonly metricFamilies: readonly MetricFamilyName[];
+  /** http_server_request_duration_seconds bucket bounds. */
+  readonly durationBucketsSeconds: readonly number[];
+  /** Route templates for http_route (`/api/users/:id`), most specific match wins. */
+  readonly routes: readonly string[];
+  /** An OpenAPI 3 document whose paths become route templates. */
+  readonly openapi: string | undefined;
+  /** How many distinct inferred routes before new ones become `other`. */
+  readonly maxRoutes: number;
+  /** Processes sharing the port (node:cluster); 1 = no cluster. */
+  readonly workers: number;
+}
+
+/** What the proxy itself needs: a Config whose upstream is known. */
+export interface ProxyConfig extends Config {
+  readonly upstream: URL;
+}
+
+/** The options of the table: a flag, an env var and a config-file key each. */
+export type OptionKey = Exclude<keyof Config, 'demo' | 'metricsToken'>;
+
+export interface ConfigLayers {
+  /** Raw flag values as commander gives them (strings), plus the boolean `demo`. */
+  readonly flags?: Partial<Record<OptionKey, string>> & { readonly demo?: boolean };
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** The --config file as read (see file.ts); validated here like the other layers. */
+  readonly file?: ConfigFile;
+}
+
+/** Which layer a value came from, and its name there: `--port`, `METRICS_PROXY_PORT`, `proxy.yaml: port`. */
+export interface Origin {
+  readonly layer: 'file' | 'env' | 'flag';
+  readonly name: string;
+}
