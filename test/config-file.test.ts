@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { DEFAULTS, VALUE_KEYS, fileKey, resolveConfig } from '../src/config/config.js';
+import { DEFAULTS, VALUE_KEYS, fileKey, resolveConfig, resolveLayers, resolveSettings } from '../src/config/config.js';
 import { loadConfigFile, parseConfigText } from '../src/config/file.js';
 import { type ConfigErrorCode, ConfigFileError, UnknownOptionError } from '../src/errors.js';
 import { configError } from './helpers.js';
@@ -94,9 +94,25 @@ readyPath:
 
   it('resolves relative file paths against the config file directory', () => {
     const file = fromYaml('upstream: http://x\nmetricsTokenFile: secrets/token\nopenapi: /abs/api.yaml\n', '/etc/proxy/proxy.yaml');
-    const config = resolveConfig({ file });
-    expect(config.metricsTokenFile).toBe('/etc/proxy/secrets/token');
-    expect(config.openapi).toBe('/abs/api.yaml');
+    const settings = resolveSettings({ file });
+    expect(settings.metricsTokenFile).toBe('/etc/proxy/secrets/token');
+    expect(settings.openapi).toBe('/abs/api.yaml');
+  });
+
+  it('reads the token file it names, relative to it, into the Config', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'metrics-proxy-config-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'token'), 'fr0m-file\n');
+    const { settings, config } = resolveLayers({ file: fromYaml(`upstream: ${upstream}\nmetricsTokenFile: token\n`, join(dir, 'proxy.yaml')) });
+    expect(settings).toMatchObject({ metricsTokenFile: join(dir, 'token'), metricsToken: undefined });
+    expect(config.metricsToken).toBe('fr0m-file');
+    expect('metricsTokenFile' in config).toBe(false);
+  });
+
+  it('names the file key when the token file it names cannot be read', () => {
+    const file = fromYaml(`upstream: ${upstream}\nmetricsTokenFile: /nonexistent/token\n`, 'proxy.yaml');
+    const err = configError(() => resolveConfig({ file }));
+    expect(err).toMatchObject({ code: 'MP_ERR_TOKEN_FILE_UNREADABLE', option: 'proxy.yaml: metricsTokenFile', value: '/nonexistent/token' });
   });
 
   it('treats an empty file, or one with only comments, as setting nothing', () => {
@@ -245,9 +261,10 @@ describe('config/metrics-proxy.example.yaml', () => {
     const keys = VALUE_KEYS.map(fileKey).join('|');
     const uncommented = text.replace(new RegExp(`^# ((?:${keys}): )`, 'gm'), '$1');
     expect(uncommented).not.toBe(text);
-    const config = resolveConfig({ file: parseConfigText(uncommented, EXAMPLE) });
+    // The settings: the example's token file is a path in a pod, not a file here.
+    const settings = resolveSettings({ file: parseConfigText(uncommented, EXAMPLE) });
     for (const key of VALUE_KEYS) {
-      if (DEFAULTS[key] === undefined) expect(config[key], fileKey(key)).toBeDefined();
+      if (DEFAULTS[key] === undefined) expect(settings[key], fileKey(key)).toBeDefined();
     }
   });
 });

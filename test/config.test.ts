@@ -1,10 +1,22 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AggregatorRegistry, Registry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { buildApp } from '../src/app.js';
 import { DEFAULTS, envName, resolveConfig } from '../src/config/config.js';
 import { InvalidValueError } from '../src/errors.js';
-import { configError } from './helpers.js';
+import { captureLogs, configError, echoHandler, httpRequest, startUpstream } from './helpers.js';
 import { createSloMetric } from '../src/metrics/slo.js';
 
+
+async function tokenFile(text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'metrics-proxy-token-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'token');
+  await writeFile(path, text);
+  return path;
+}
 
 describe('resolveConfig', () => {
   const upstream = 'http://127.0.0.1:3000';
@@ -112,11 +124,19 @@ describe('resolveConfig', () => {
       { flags: { upstream, metricsTokenFile: '/t' }, env: { METRICS_PROXY_METRICS_TOKEN: 'x' } },
       { code: 'MP_ERR_OPTIONS_EXCLUSIVE', option: '--metrics-token-file', other: 'METRICS_PROXY_METRICS_TOKEN' },
     ],
+    ['a missing token file', { flags: { upstream, metricsTokenFile: '/nonexistent/token' } }, { code: 'MP_ERR_TOKEN_FILE_UNREADABLE', option: '--metrics-token-file', value: '/nonexistent/token', reason: 'ENOENT' }],
   ] as const)('rejects %s with its own code and fields', (_name, layers, expected) => {
     const err = configError(() => resolveConfig(layers));
     expect(err).toMatchObject(expected);
     expect(err.message).toContain(expected.option);
     expect(err.message).not.toContain('\n');
+  });
+
+  it('refuses a token file that is not one word, never echoing it', async () => {
+    const path = await tokenFile('two words\n');
+    const err = configError(() => resolveConfig({ flags: { upstream }, env: { METRICS_PROXY_METRICS_TOKEN_FILE: path } }));
+    expect(err).toMatchObject({ code: 'MP_ERR_TOKEN_FILE_INVALID', option: 'METRICS_PROXY_METRICS_TOKEN_FILE', value: path });
+    expect(err.message).not.toContain('two words');
   });
 
   it('names the env var when the bad value came from the environment', () => {
@@ -154,6 +174,32 @@ describe('resolveConfig', () => {
 
   it('does not let callers mutate the defaults', () => {
     expect(Object.isFrozen(DEFAULTS)).toBe(true);
+  });
+});
+
+describe('the metrics token file, for an embedder', () => {
+  it('buildApp of a resolved config requires the token from the file on /metrics and /status.json', async () => {
+    const upstream = await startUpstream(echoHandler);
+    onTestFinished(() => upstream.close());
+    const metricsTokenFile = await tokenFile('emb3dded-token\n');
+    const config = resolveConfig({ flags: { upstream: upstream.url, host: '127.0.0.1', port: '0', metricsTokenFile } });
+    expect(config.metricsToken).toBe('emb3dded-token');
+    // As the README shows embedding: the resolved config, with its upstream known.
+    const app = buildApp({ ...config, upstream: config.upstream as URL }, { logger: captureLogs().logger });
+    onTestFinished(() => app.close(1_000));
+    const { port } = await app.listen();
+    for (const path of ['/metrics', '/status.json']) {
+      const url = `http://127.0.0.1:${port}${path}`;
+      expect((await httpRequest(url)).status, `${path} without the token`).toBe(401);
+      expect((await httpRequest(url, { headers: { authorization: 'Bearer emb3dded-token' } })).status, path).toBe(200);
+    }
+  });
+
+  it('a config built by hand cannot name a token file buildApp would not read', () => {
+    const upstream = new URL('http://127.0.0.1:9');
+    // @ts-expect-error -- a Config carries the token itself: resolveConfig reads the file.
+    const build = () => buildApp({ ...DEFAULTS, upstream, metricsTokenFile: '/run/secrets/token' });
+    expect(typeof build).toBe('function');
   });
 });
 

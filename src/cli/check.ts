@@ -3,9 +3,10 @@
  * file, the token file, route templates, the OpenAPI document), the resolved
  * configuration as JSON on stdout with the token masked, and one probe of the
  * upstream, the same one /readyz makes. Exit 0 ready, 1 unreachable, 2 invalid.
+ * Options, files and the token file are checked by resolving them (see main.ts);
+ * this module checks what only buildApp would refuse.
  */
-import { type Config, VALUE_KEYS, fileKey, flagName } from '../config/config.js';
-import { readTokenFile } from '../config/file.js';
+import { type Settings, VALUE_KEYS, fileKey } from '../config/config.js';
 import { ProxyError } from '../errors.js';
 import { createHealth } from '../admin/health.js';
 import { loadOpenApiTemplates } from '../metrics/openapi.js';
@@ -42,8 +43,8 @@ export interface CheckReport {
 
 const jsonValue = (value: unknown): unknown => (value instanceof URL ? value.href : value === undefined ? null : value);
 
-/** The resolved config under its file keys, secrets masked: the token shows as `***` when one is in force. */
-export function describeConfig(config: Config): Record<string, unknown> {
+/** The resolved settings under their file keys, secrets masked: the token shows as `***` when one is in force. */
+export function describeConfig(config: Settings): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of VALUE_KEYS) out[fileKey(key)] = jsonValue(config[key]);
   // Only the token is secret; the token file's path is not.
@@ -52,9 +53,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
   return out;
 }
 
-/** What buildApp would still refuse after resolveConfig: an unreadable token file, a bad OpenAPI document, a route outside the prefix. */
-function validateStartUp(config: Config): void {
-  if (config.metricsTokenFile !== undefined) readTokenFile(config.metricsTokenFile, `--${flagName('metricsTokenFile')}`);
+/** What buildApp would still refuse after resolveConfig: a bad OpenAPI document, a route outside the prefix. */
+function validateStartUp(config: Settings): void {
   createRouteTable({
     apiPrefix: config.apiPrefix,
     templates: config.routes,
@@ -63,7 +63,7 @@ function validateStartUp(config: Config): void {
   });
 }
 
-async function probe(config: Config): Promise<UpstreamReport> {
+async function probe(config: Settings): Promise<UpstreamReport> {
   if (config.upstream === undefined) {
     // --demo: the upstream is built in and starts with the proxy; there is nothing to reach yet.
     return { url: null, probe: null, reachable: null };
@@ -79,7 +79,7 @@ export function formatJson(value: unknown): string {
   return JSON.stringify(value, null, 2).replace(/\[\n\s+([^[\]{}]*?)\n\s*\]/g, (_m, items: string) => `[${items.split(/,\n\s*/).join(', ')}]`);
 }
 
-export async function runCheck(config: Config, configFile: string | undefined, io: CheckIo): Promise<number> {
+export async function runCheck(config: Settings, configFile: string | undefined, io: CheckIo): Promise<number> {
   try {
     validateStartUp(config);
   } catch (err) {

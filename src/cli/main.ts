@@ -10,8 +10,8 @@ import { type App, buildApp } from '../app.js';
 import { type CliIo, PROGRAM, type ParsedArgs, parseArgs } from './args.js';
 import { runCheck } from './check.js';
 import { answerCollections, createClusterRenderer, runPrimary } from './cluster.js';
-import { type Config, type ProxyConfig, resolveConfig } from '../config/config.js';
-import { CONFIG_ENV, loadConfigFile, readTokenFile } from '../config/file.js';
+import { type Config, type ProxyConfig, type Settings, resolveLayers } from '../config/config.js';
+import { CONFIG_ENV, loadConfigFile } from '../config/file.js';
 import { type DemoUpstream, startDemoUpstream } from './demo.js';
 import { ProxyError } from '../errors.js';
 import { createLogger, resolveLogFormat } from '../logger.js';
@@ -46,7 +46,7 @@ export async function main(
   try {
     const loaded = loadConfiguration(argv, env, io);
     if (typeof loaded === 'number') return loaded;
-    if (loaded.command === 'check') return await runCheck(loaded.config, loaded.configPath, io);
+    if (loaded.command === 'check') return await runCheck(loaded.settings, loaded.configPath, io);
     return await serve(loaded.config, io);
   } finally {
     // A cluster worker's IPC channel would keep it alive: let go of it so the process can exit.
@@ -57,6 +57,9 @@ export async function main(
 interface Loaded {
   readonly command: ParsedArgs['command'];
   readonly configPath: string | undefined;
+  /** As set, for `check` to show. */
+  readonly settings: Settings;
+  /** What the proxy runs on: the token file read. */
   readonly config: Config;
 }
 
@@ -69,8 +72,8 @@ function loadConfiguration(argv: readonly string[], env: Readonly<Record<string,
     const fromEnv = env[CONFIG_ENV];
     const configPath = parsed.configPath ?? (fromEnv === undefined || fromEnv === '' ? undefined : fromEnv);
     const file = configPath === undefined ? undefined : loadConfigFile(configPath);
-    const config = resolveConfig({ flags: parsed.flags, env, ...(file === undefined ? {} : { file }) });
-    return { command: parsed.command, configPath, config };
+    const { settings, config } = resolveLayers({ flags: parsed.flags, env, ...(file === undefined ? {} : { file }) });
+    return { command: parsed.command, configPath, settings, config };
   } catch (err) {
     if (err instanceof CommanderError) {
       if (QUIET_EXITS.has(err.code)) return 0;
@@ -87,15 +90,6 @@ const flushed = (logger: Logger): Promise<void> => new Promise<void>((resolve) =
 
 /** Runs the proxy (or, with --workers, the cluster primary) until a signal; returns the exit code. */
 async function serve(config: Config, io: CliIo): Promise<number> {
-  let metricsToken = config.metricsToken;
-  if (config.metricsTokenFile !== undefined) {
-    try {
-      metricsToken = readTokenFile(config.metricsTokenFile, '--metrics-token-file');
-    } catch (err) {
-      io.stderr.write(`${PROGRAM}: ${(err as Error).message}\n`);
-      return 2;
-    }
-  }
   const tty = process.stdout.isTTY === true;
   const logger = createLogger(config.logLevel, { format: resolveLogFormat(config.logFormat, tty), colorize: tty });
   const stopOnCrash = installCrashHandlers(logger);
@@ -118,7 +112,7 @@ async function serve(config: Config, io: CliIo): Promise<number> {
     io.stderr.write(`${PROGRAM}: ${err.message}\n`);
     return code;
   };
-  const app = await startApp({ ...config, upstream, metricsToken }, logger, abandon);
+  const app = await startApp({ ...config, upstream }, logger, abandon);
   if (typeof app === 'number') return app;
   if (demo !== undefined) logger.info({ upstream: upstream.href }, 'demo upstream started: try GET /api/ping');
   await stopOnSignal(await signals.promise, { app, demo, logger, signals });

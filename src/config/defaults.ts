@@ -2,7 +2,7 @@
 import { DEFAULT_DURATION_BUCKETS_SECONDS } from '../metrics/standard.js';
 import { DEFAULT_SLO_OBJECTIVE } from '../metrics/slo.js';
 import type { MetricFamilyName } from './parsers.js';
-import type { Config, OptionKey } from './types.js';
+import type { OptionKey, Settings } from './types.js';
 
 export const DEFAULTS = Object.freeze({
   upstream: undefined,
@@ -37,7 +37,7 @@ export const DEFAULTS = Object.freeze({
   openapi: undefined,
   maxRoutes: 100,
   workers: 1,
-} satisfies Config);
+} satisfies Settings);
 
 /** The env var that carries the metrics bearer token itself (there is deliberately no flag for it). */
 export const METRICS_TOKEN_ENV = 'METRICS_PROXY_METRICS_TOKEN';

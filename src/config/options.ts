@@ -22,7 +22,7 @@ import {
   parseUpstream,
   parseWorkers,
 } from './parsers.js';
-import type { Config, OptionKey } from './types.js';
+import type { OptionKey, Settings } from './types.js';
 
 export interface OptionSpec<K extends OptionKey> {
   /** Commander flag syntax, e.g. `--port <n>`; no `<value>` for an on/off option. */
@@ -37,7 +37,7 @@ export interface OptionSpec<K extends OptionKey> {
   readonly fileKey?: string;
   readonly description: string;
   /** The raw text (flag, env var, or a config-file value in that form) → the value, or a ConfigError naming `source`. */
-  readonly parse: (raw: string, source: string) => Config[K];
+  readonly parse: (raw: string, source: string) => Settings[K];
 }
 
 export const OPTIONS: { readonly [K in OptionKey]: OptionSpec<K> } = {

@@ -6,7 +6,7 @@
 import { MissingOptionError, OptionsClashError, OptionsExclusiveError } from '../errors.js';
 import { METRICS_TOKEN_ENV } from './defaults.js';
 import { envName, flagName } from './options.js';
-import type { Config, ConfigLayers, OptionKey, Origin } from './types.js';
+import type { ConfigLayers, OptionKey, Origin, Settings } from './types.js';
 
 type Values = Record<string, unknown>;
 type Origins = ReadonlyMap<OptionKey, Origin>;
@@ -40,7 +40,7 @@ export function applyEnvToken(values: Values, origins: Origins, env: NonNullable
 }
 
 /** Pairs of options whose values must differ. */
-export function checkPairs(settings: Config, origins: Origins): void {
+export function checkPairs(settings: Settings, origins: Origins): void {
   const clash = (key: OptionKey, value: number | string, other: OptionKey): OptionsClashError =>
     new OptionsClashError(nameOf(origins, key), value, nameOf(origins, other), origins.get(key)?.layer === 'file');
   if (settings.metricsPort !== undefined && settings.metricsPort !== 0 && settings.metricsPort === settings.port) {

@@ -1,4 +1,7 @@
-/** The configuration's types: `Config` is the resolved configuration, `ConfigLayers` the input of resolveConfig. */
+/**
+ * The configuration's types: `Settings` is every option as set (a token file still a path), `Config`
+ * is what the proxy runs on (the token itself), `ConfigLayers` the input of resolveConfig.
+ */
 import type { ConfigFile } from './file.js';
 import type { LogFormatSetting, LogLevel } from '../logger.js';
 import type { MetricFamilyName } from './parsers.js';
@@ -43,12 +46,19 @@ export interface Config {
   readonly readyPath: string | undefined;
   /** A separate admin listener for metrics and health; undefined = served on the main port. */
   readonly metricsPort: number | undefined;
-  /** Address of the admin listener; undefined = the same as `host`. */
+  /** Address of the admin listener; undefined = the same as `host`. Only with `metricsPort`. */
   readonly metricsHost: string | undefined;
-  /** A file holding the bearer token the metrics path requires. */
-  readonly metricsTokenFile: string | undefined;
-  /** The bearer token itself, from the environment only (a flag would show in `ps`). */
+  /**
+   * The bearer token the metrics path (and the status data) require: METRICS_PROXY_METRICS_TOKEN,
+   * or the content of --metrics-token-file, which resolveConfig reads.
+   */
   readonly metricsToken: string | undefined;
+  /**
+   * Never set. A Config carries the token itself (resolveConfig has read the file), so a token file
+   * handed to buildApp, which reads only `metricsToken`, is a type error rather than a silently
+   * unauthenticated metrics endpoint.
+   */
+  readonly metricsTokenFile?: undefined;
   /** Which metric families to expose; process metrics are always on. */
   readonly metricFamilies: readonly MetricFamilyName[];
   /** http_server_request_duration_seconds bucket bounds. */
@@ -68,8 +78,17 @@ export interface ProxyConfig extends Config {
   readonly upstream: URL;
 }
 
+/**
+ * Every option's value as set, validated, before any file it names is read: what `check` shows.
+ * `metricsToken` is only the one from the environment here.
+ */
+export interface Settings extends Omit<Config, 'metricsTokenFile'> {
+  /** A file holding the bearer token the metrics path requires. */
+  readonly metricsTokenFile: string | undefined;
+}
+
 /** The options of the table: a flag, an env var and a config-file key each. */
-export type OptionKey = Exclude<keyof Config, 'demo' | 'metricsToken'>;
+export type OptionKey = Exclude<keyof Settings, 'demo' | 'metricsToken'>;
 
 export interface ConfigLayers {
   /** Raw flag values as commander gives them (strings), plus the boolean `demo`. */
