@@ -67,6 +67,11 @@ const BAD_INPUTS: readonly BadInput[] = [
   { name: 'a stray positional argument', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, 'stray'], mentions: ['stray'] },
   { name: 'missing --upstream without --demo', args: [...LOOPBACK, '--port', '0'], mentions: ['--upstream', 'required'] },
   { name: '--upstream together with --demo', args: [...LOOPBACK, '--port', '0', '--demo', '--upstream', DEAD_UPSTREAM], mentions: ['--upstream', '--demo'] },
+  {
+    name: '--metrics-host without --metrics-port',
+    args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--metrics-host', '127.0.0.2'],
+    mentions: ['--metrics-host', '"127.0.0.2"', '--metrics-port'],
+  },
   { name: 'METRICS_PROXY_PORT=abc', args: [...LOOPBACK, '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_PORT: 'abc' }, mentions: ['METRICS_PROXY_PORT', 'abc'] },
   { name: 'METRICS_PROXY_UPSTREAM=ftp://x', args: [...LOOPBACK, '--port', '0'], env: { METRICS_PROXY_UPSTREAM: 'ftp://x' }, mentions: ['METRICS_PROXY_UPSTREAM', 'ftp://x'] },
   { name: 'METRICS_PROXY_BUCKETS=5,1', args: [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM], env: { METRICS_PROXY_BUCKETS: '5,1' }, mentions: ['METRICS_PROXY_BUCKETS', '5,1'] },

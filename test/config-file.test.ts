@@ -216,6 +216,13 @@ describe('config file: bad keys and values', () => {
     expect(err.message).toContain('proxy.yaml: metricsTokenFile');
   });
 
+  it('refuses metricsHost without metricsPort, naming both in the file\'s words', () => {
+    const err = configError(() => resolveConfig({ file: fromYaml(`upstream: ${upstream}\nmetricsHost: 127.0.0.1\n`) }));
+    expect(err).toMatchObject({ code: 'MP_ERR_OPTION_REQUIRES', option: 'proxy.yaml: metricsHost', value: '127.0.0.1', other: 'metricsPort' });
+    expect(err.message.startsWith('proxy.yaml: metricsHost: requires metricsPort')).toBe(true);
+    expect(err.message).toContain('got "127.0.0.1"');
+    expect(resolveConfig({ file: fromYaml(`upstream: ${upstream}\nmetricsHost: 127.0.0.1\nmetricsPort: 9100\n`) }).metricsHost).toBe('127.0.0.1');
+  });
 });
 
 describe('config file: the file itself', () => {

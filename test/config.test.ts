@@ -203,6 +203,27 @@ describe('the metrics token file, for an embedder', () => {
   });
 });
 
+describe('--metrics-host', () => {
+  const upstream = 'http://127.0.0.1:3000';
+
+  it.each([
+    ['a flag', { flags: { upstream, metricsHost: '127.0.0.1' } }, '--metrics-host', '--metrics-port'],
+    ['the environment', { flags: { upstream }, env: { METRICS_PROXY_METRICS_HOST: '127.0.0.1' } }, 'METRICS_PROXY_METRICS_HOST', 'METRICS_PROXY_METRICS_PORT'],
+  ])('without --metrics-port is refused, from %s, naming both options', (_from, layers, option, other) => {
+    const err = configError(() => resolveConfig(layers));
+    expect(err.code).toBe('MP_ERR_OPTION_REQUIRES');
+    expect(err).toMatchObject({ option, value: '127.0.0.1', other });
+    expect(err.message).toContain(option);
+    expect(err.message).toContain(other);
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('with --metrics-port is the admin listener\'s address', () => {
+    const config = resolveConfig({ flags: { upstream, metricsHost: '127.0.0.2', metricsPort: '0' } });
+    expect(config).toMatchObject({ metricsHost: '127.0.0.2', metricsPort: 0 });
+  });
+});
+
 describe('metrics_proxy_slo_objective_ratio', () => {
   it('is one value, not a sum, when a cluster aggregates its workers', async () => {
     const workers = [new Registry(), new Registry()];

@@ -1,11 +1,16 @@
 /**
  * The rules across options, checked once every layer is in: --demo against --upstream, the token
- * from the environment against a token file, and pairs of values that must differ.
+ * from the environment against a token file, and pairs of values that must differ or go together.
  * Each error names the options where they were set, in the words of that layer.
  */
-import { MissingOptionError, OptionsClashError, OptionsExclusiveError } from '../errors.js';
+import {
+  MissingOptionError,
+  OptionRequiresError,
+  OptionsClashError,
+  OptionsExclusiveError,
+} from '../errors.js';
 import { METRICS_TOKEN_ENV } from './defaults.js';
-import { envName, flagName } from './options.js';
+import { envName, fileKey, flagName } from './options.js';
 import type { ConfigLayers, OptionKey, Origin, Settings } from './types.js';
 
 type Values = Record<string, unknown>;
@@ -14,6 +19,13 @@ type Origins = ReadonlyMap<OptionKey, Origin>;
 /** Where a value was set (`--port`, `METRICS_PROXY_PORT`, `proxy.yaml: port`); the flag when it was not. */
 export function nameOf(origins: Origins, key: OptionKey): string {
   return origins.get(key)?.name ?? `--${flagName(key)}`;
+}
+
+/** Another option in the words of the layer `key` was set in: `--metrics-port`, `METRICS_PROXY_METRICS_PORT` or `metricsPort`. */
+function nameBeside(origins: Origins, key: OptionKey, other: OptionKey): string {
+  const layer = origins.get(key)?.layer;
+  if (origins.has(other) || layer === undefined || layer === 'flag') return nameOf(origins, other);
+  return layer === 'env' ? envName(other) : fileKey(other);
 }
 
 /** --demo stands in for an upstream (and, being a flag, beats one from the environment or the file). */
@@ -39,7 +51,7 @@ export function applyEnvToken(values: Values, origins: Origins, env: NonNullable
   values.metricsToken = token.trim();
 }
 
-/** Pairs of options whose values must differ. */
+/** Pairs of options: values that must differ, and an option that means nothing without another. */
 export function checkPairs(settings: Settings, origins: Origins): void {
   const clash = (key: OptionKey, value: number | string, other: OptionKey): OptionsClashError =>
     new OptionsClashError(nameOf(origins, key), value, nameOf(origins, other), origins.get(key)?.layer === 'file');
@@ -47,4 +59,13 @@ export function checkPairs(settings: Settings, origins: Origins): void {
     throw clash('metricsPort', settings.metricsPort, 'port');
   }
   if (settings.metricsPath === settings.apiPrefix) throw clash('metricsPath', settings.metricsPath, 'apiPrefix');
+  if (settings.metricsHost !== undefined && settings.metricsPort === undefined) {
+    throw new OptionRequiresError(
+      nameOf(origins, 'metricsHost'),
+      settings.metricsHost,
+      nameBeside(origins, 'metricsHost', 'metricsPort'),
+      'without it there is no separate metrics listener to bind',
+      origins.get('metricsHost')?.layer === 'file',
+    );
+  }
 }
