@@ -21,11 +21,11 @@ function table(options: Partial<RouteTableOptions> = {}) {
   return { routes, overflows: () => overflows };
 }
 
-function thrown(fn: () => unknown): { code?: string; option?: string; message: string } {
+function thrown(fn: () => unknown): { code?: string; option?: string; value?: unknown; message: string } {
   try {
     fn();
   } catch (err) {
-    return err as { code?: string; option?: string; message: string };
+    return err as { code?: string; option?: string; value?: unknown; message: string };
   }
   throw new Error('expected a throw');
 }
@@ -61,7 +61,8 @@ describe('parseRouteTemplate', () => {
     '/api/a\\b',
   ])('rejects %j with a one-line message naming it', (raw) => {
     const err = thrown(() => parseRouteTemplate(raw, '--route'));
-    expect(err.code).toBe('MP_ERR_CONFIG');
+    expect(err.code).toBe('MP_ERR_ROUTE_TEMPLATE');
+    expect(err.value).toBe(raw);
     expect(err.option).toBe('--route');
     expect(err.message).toContain(JSON.stringify(raw));
     expect(err.message).not.toContain('\n');
@@ -152,15 +153,15 @@ describe('route templates', () => {
   });
 
   it.each([
-    [{ templates: ['/users/:id'] }, '--route'],
-    [{ templates: ['/apix/:id'] }, '--route'],
-    [{ openapiTemplates: ['/other'] }, '--openapi'],
-    [{ templates: ['/api/{oops'] }, '--route'],
-    [{ maxRoutes: -1 }, 'maxRoutes'],
-    [{ maxRoutes: 1.5 }, 'maxRoutes'],
-  ] as const)('refuses %j', (options, option) => {
+    [{ templates: ['/users/:id'] }, '--route', 'MP_ERR_ROUTE_OUTSIDE_PREFIX'],
+    [{ templates: ['/apix/:id'] }, '--route', 'MP_ERR_ROUTE_OUTSIDE_PREFIX'],
+    [{ openapiTemplates: ['/other'] }, '--openapi', 'MP_ERR_ROUTE_OUTSIDE_PREFIX'],
+    [{ templates: ['/api/{oops'] }, '--route', 'MP_ERR_ROUTE_TEMPLATE'],
+    [{ maxRoutes: -1 }, 'maxRoutes', 'MP_ERR_INVALID_VALUE'],
+    [{ maxRoutes: 1.5 }, 'maxRoutes', 'MP_ERR_INVALID_VALUE'],
+  ] as const)('refuses %j', (options, option, code) => {
     const err = thrown(() => table(options));
-    expect(err.code).toBe('MP_ERR_CONFIG');
+    expect(err.code).toBe(code);
     expect(err.option).toBe(option);
   });
 
@@ -405,22 +406,23 @@ describe('loadOpenApiTemplates', () => {
     return file;
   }
 
+  const INVALID = 'MP_ERR_OPENAPI_INVALID';
   it.each([
-    ['Swagger 2.0', () => fixture('swagger2.json'), 'found swagger: "2.0"'],
-    ['broken YAML', () => fixture('openapi-broken.yaml'), 'not valid YAML'],
-    ['a missing file', () => fixture('no-such-file.yaml'), 'ENOENT'],
-    ['broken JSON', () => tempFile('api.json', '{"openapi": "3.0.0",'), 'not valid JSON'],
-    ['a list', () => tempFile('api.yaml', '- 1\n'), 'an object at the top level'],
-    ['no version', () => tempFile('api.yaml', 'paths: {}\n'), 'openapi: missing'],
-    ['OpenAPI 4', () => tempFile('api.yaml', 'openapi: 4.0.0\npaths: {}\n'), 'found openapi: "4.0.0"'],
-    ['no paths', () => tempFile('api.yaml', 'openapi: 3.1.0\n'), '"paths" object'],
-    ['empty paths', () => tempFile('api.yaml', 'openapi: 3.1.0\npaths: {}\n'), '"paths" is empty'],
-    ['a key without /', () => tempFile('api.yaml', 'openapi: 3.1.0\npaths:\n  users: {}\n'), 'path "users" does not start with /'],
-    ['a malformed key', () => tempFile('api.yaml', 'openapi: 3.1.0\npaths:\n  /users/{id: {}\n'), 'path "/users/{id"'],
-  ])('refuses %s with one line naming the file', (_, file, reason) => {
+    ['Swagger 2.0', () => fixture('swagger2.json'), INVALID, 'found swagger: "2.0"'],
+    ['broken YAML', () => fixture('openapi-broken.yaml'), INVALID, 'not valid YAML'],
+    ['a missing file', () => fixture('no-such-file.yaml'), 'MP_ERR_OPENAPI_UNREADABLE', 'ENOENT'],
+    ['broken JSON', () => tempFile('api.json', '{"openapi": "3.0.0",'), INVALID, 'not valid JSON'],
+    ['a list', () => tempFile('api.yaml', '- 1\n'), INVALID, 'an object at the top level'],
+    ['no version', () => tempFile('api.yaml', 'paths: {}\n'), INVALID, 'openapi: missing'],
+    ['OpenAPI 4', () => tempFile('api.yaml', 'openapi: 4.0.0\npaths: {}\n'), INVALID, 'found openapi: "4.0.0"'],
+    ['no paths', () => tempFile('api.yaml', 'openapi: 3.1.0\n'), INVALID, '"paths" object'],
+    ['empty paths', () => tempFile('api.yaml', 'openapi: 3.1.0\npaths: {}\n'), INVALID, '"paths" is empty'],
+    ['a key without /', () => tempFile('api.yaml', 'openapi: 3.1.0\npaths:\n  users: {}\n'), INVALID, 'path "users" does not start with /'],
+    ['a malformed key', () => tempFile('api.yaml', 'openapi: 3.1.0\npaths:\n  /users/{id: {}\n'), INVALID, 'path "/users/{id"'],
+  ])('refuses %s with one line naming the file', (_, file, code, reason) => {
     const path = file();
     const err = thrown(() => loadOpenApiTemplates(path, '/api'));
-    expect(err.code).toBe('MP_ERR_CONFIG');
+    expect(err.code).toBe(code);
     expect(err.option).toBe('--openapi');
     expect(err.message).toContain(path);
     expect(err.message).toContain(reason);

@@ -4,7 +4,7 @@
  * specific first, segment by segment from the left: literal > `{a}.{b}`
  * pattern > `:param` > final `*`.
  */
-import { ConfigError } from '../errors.js';
+import { RouteTemplateError } from '../errors.js';
 
 const COLON_NAME = /^[\w-]+$/;
 const BRACE_NAME = /^[\w.-]+$/;
@@ -15,8 +15,7 @@ const BRACE_NAME = /^[\w.-]+$/;
  * would be ambiguous); a trailing slash is dropped.
  */
 export function parseRouteTemplate(raw: string, source: string): string {
-  const bad = (why: string): ConfigError =>
-    new ConfigError(source, `invalid route template for ${source}: ${JSON.stringify(raw)} (${why})`);
+  const bad = (why: string): RouteTemplateError => new RouteTemplateError(source, raw, why);
   const path = raw.trim();
   if (!path.startsWith('/')) throw bad('expected a path starting with /');
   if (/[?#%\\\s]/.test(path)) throw bad('a query, fragment, escape, backslash or blank is not allowed');
@@ -26,7 +25,7 @@ export function parseRouteTemplate(raw: string, source: string): string {
   return '/' + segments.map((s, i) => canonicalSegment(s, i === segments.length - 1, bad)).join('/');
 }
 
-function canonicalSegment(segment: string, last: boolean, bad: (why: string) => ConfigError): string {
+function canonicalSegment(segment: string, last: boolean, bad: (why: string) => RouteTemplateError): string {
   if (segment === '') throw bad('empty path segments are not allowed');
   if (segment === '.' || segment === '..') throw bad('dot segments are not allowed');
   if (segment === '*') {

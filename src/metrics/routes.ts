@@ -7,7 +7,7 @@
  * `maxRoutes` distinct routes; later new ones become `other`. Results are
  * memoised per path in a bounded map, so a repeated path costs one lookup.
  */
-import { ConfigError } from '../errors.js';
+import { InvalidValueError, RouteOutsidePrefixError } from '../errors.js';
 import { type TrieNode, insertTemplate, matchTemplate, newNode, parseRouteTemplate, splitSegments } from './route-templates.js';
 
 export { parseRouteTemplate } from './route-templates.js';
@@ -114,7 +114,7 @@ function buildTiers(options: RouteTableOptions, base: string, known: (label: str
     for (const raw of templates) {
       const template = parseRouteTemplate(raw, option);
       if (template !== apiPrefix && !template.startsWith(under)) {
-        throw new ConfigError(option, `route template ${JSON.stringify(raw)} for ${option} is outside the API prefix ${apiPrefix}`);
+        throw new RouteOutsidePrefixError(option, raw, apiPrefix);
       }
       insertTemplate(root, splitSegments(template.slice(base.length), Number.MAX_SAFE_INTEGER) ?? [], template);
       if (!known(template)) remember(template, source);
@@ -133,7 +133,7 @@ function inferLabel(base: string, segments: readonly string[]): string {
 export function createRouteTable(options: RouteTableOptions): RouteTable {
   const { apiPrefix, maxRoutes, onOverflow } = options;
   if (!Number.isSafeInteger(maxRoutes) || maxRoutes < 0) {
-    throw new ConfigError('maxRoutes', `invalid route budget: ${String(maxRoutes)} (expected a whole number, 0 or more)`);
+    throw new InvalidValueError('maxRoutes', maxRoutes, 'expected a whole number, 0 or more');
   }
   const under = apiPrefix === '/' ? '/' : `${apiPrefix}/`;
   const base = apiPrefix === '/' ? '' : apiPrefix;
