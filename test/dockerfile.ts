@@ -76,8 +76,8 @@ export function argsOf(stage: Stage, keyword: string): string[] {
 /** `["a", "b"]` → ['a', 'b']; throws on the shell form. */
 export function execForm(args: string): string[] {
   const parsed: unknown = JSON.parse(args);
-  if (!Array.isArray(parsed) || !parsed.every((a) => typeof a === 'string')) throw new Error(`not an exec-form array: ${args}`);
-  return parsed as string[];
+  if (!Array.isArray(parsed) || !parsed.every((a): a is string => typeof a === 'string')) throw new Error(`not an exec-form array: ${args}`);
+  return parsed;
 }
 
 /** The shell commands of a RUN, split on `&&`, each as words (RUN flags such as --mount removed). */

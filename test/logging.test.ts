@@ -41,7 +41,8 @@ function isJson(line: string): boolean {
   }
 }
 
-const ANSI = /\u001b\[/;
+/** What starts an ANSI colour: ESC, then `[`. */
+const ANSI = '\u001b[';
 /** util-linux `script` runs a command on a pseudo-terminal: the only way to give the bin a real TTY stdout. */
 const HAS_SCRIPT = spawnSync('script', ['--version'], { stdio: 'ignore' }).status === 0;
 
@@ -84,13 +85,13 @@ describe('createLogger', () => {
     expect(line).toMatch(/INFO/);
     expect(line).toContain('listening');
     expect(line).toContain('"port":8000');
-    expect(line).not.toMatch(ANSI);
+    expect(line).not.toContain(ANSI);
   });
 
   it('pretty with colorize: ANSI colours', () => {
     const out = capture();
     createLogger('info', { format: 'pretty', destination: out.stream, colorize: true }).warn('careful');
-    expect(out.text()).toMatch(ANSI);
+    expect(out.text()).toContain(ANSI);
     expect(out.text()).toContain('careful');
   });
 
@@ -122,7 +123,7 @@ describe('the bin', () => {
     expect(line).toContain('INFO');
     expect(line).toContain('listening');
     expect(line).toContain('"port":');
-    expect(line).not.toMatch(ANSI); // stdout is a pipe
+    expect(line).not.toContain(ANSI); // stdout is a pipe
     expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
     expect(bin.stdout()).toContain('stopped');
   });
@@ -160,7 +161,7 @@ describe('the bin', () => {
     const [line = ''] = out.split('\n');
     expect(isJson(line.trim())).toBe(false);
     expect(line).toContain('listening');
-    expect(line).toMatch(ANSI);
+    expect(line).toContain(ANSI);
     child.kill('SIGTERM');
     await closed;
   });

@@ -9,7 +9,7 @@ import { Agent, request } from 'node:http';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { LOOPBACK, startListening, stopWithSigterm } from './bin.js';
-import { failOrEchoHandler, startUpstream } from './helpers.js';
+import { failOrEchoHandler, startUpstream, wsText } from './helpers.js';
 
 /** More requests on one kept-alive connection than an emitter's default 10 listeners: a listener added per request would warn. */
 const REQUESTS = 24;
@@ -38,7 +38,7 @@ async function echoSession(url: string, messages: number): Promise<void> {
     ws.once('error', reject);
   });
   for (let i = 0; i < messages; i++) {
-    const echoed = new Promise<string>((resolve) => ws.once('message', (data: WebSocket.RawData) => resolve(String(data))));
+    const echoed = new Promise<string>((resolve) => ws.once('message', (data: WebSocket.RawData) => resolve(wsText(data))));
     ws.send(`message ${i}`);
     expect(await echoed).toBe(`message ${i}`);
   }
