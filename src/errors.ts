@@ -7,7 +7,6 @@
 
 /** The table: every code, what raises it. */
 export const ERROR_CODES = {
-  MP_ERR_CONFIG: 'a configuration problem raised without a more specific code (kept for callers not yet migrated)',
   MP_ERR_INVALID_VALUE: 'an option value its parser refuses (flag, env var or config-file key)',
   MP_ERR_INVALID_TYPE: 'a config-file value of a type no flag could express (a mapping, a list for a single value)',
   MP_ERR_UNKNOWN_OPTION: 'a config-file key that names no option',
@@ -47,11 +46,11 @@ export class ProxyError extends Error {
 export type ConfigErrorCode = Exclude<ErrorCode, 'MP_ERR_LISTEN' | UpstreamTimeoutCode>;
 
 export interface ConfigErrorFields {
-  readonly code?: ConfigErrorCode;
+  readonly code: ConfigErrorCode;
   /** The value as given: a flag's text, a config file's value. Never a secret. */
   readonly value?: unknown;
   /** The bare explanation ("expected …"), which a layer that words messages its own way can reuse. */
-  readonly reason?: string;
+  readonly reason: string;
   /** The other option of a pair (exclusive, clashing, required). */
   readonly other?: string;
   readonly cause?: unknown;
@@ -65,11 +64,11 @@ export class ConfigError extends ProxyError {
   declare readonly code: ConfigErrorCode;
   readonly option: string;
   readonly value: unknown;
-  readonly reason: string | undefined;
+  readonly reason: string;
   readonly other: string | undefined;
 
-  constructor(option: string, message: string, fields: ConfigErrorFields = {}) {
-    super(fields.code ?? 'MP_ERR_CONFIG', message, fields.cause === undefined ? undefined : { cause: fields.cause });
+  constructor(option: string, message: string, fields: ConfigErrorFields) {
+    super(fields.code, message, fields.cause === undefined ? undefined : { cause: fields.cause });
     this.option = option;
     this.value = fields.value;
     this.reason = fields.reason;
@@ -92,13 +91,12 @@ function valueMessage(option: string, value: unknown, reason: string, fromFile: 
 }
 
 /**
- * A parser's error as the config file reports it, with the same code: `<file>: <key>: <reason>, got
- * <value>`, and `<file>: <key>` as the option. An error that gives no reason is shown whole after the file's name.
+ * A parser's error as the config file reports it, with the same code and reason: `<file>: <key>:
+ * <reason>, got <value>`, with `<file>: <key>` as the option and the file's value.
  */
 export function inConfigFile(err: ConfigError, file: string, key: string, value: unknown): ConfigError {
   const option = `${file}: ${key}`;
-  const message = err.reason === undefined ? `${file}: ${err.message}` : valueMessage(option, value, err.reason, true);
-  return new ConfigError(option, message, { code: err.code, value, reason: err.reason, other: err.other, cause: err });
+  return new ConfigError(option, valueMessage(option, value, err.reason, true), { code: err.code, value, reason: err.reason, other: err.other, cause: err });
 }
 
 export class InvalidValueError extends ConfigError {
@@ -139,7 +137,8 @@ export class MissingOptionError extends ConfigError {
 
 export class OptionsExclusiveError extends ConfigError {
   constructor(option: string, other: string) {
-    super(option, `invalid options: ${option} and ${other} cannot be used together`, { code: 'MP_ERR_OPTIONS_EXCLUSIVE', other });
+    const reason = `cannot be used together with ${other}`;
+    super(option, `invalid options: ${option} and ${other} cannot be used together`, { code: 'MP_ERR_OPTIONS_EXCLUSIVE', reason, other });
   }
 }
 

@@ -33,13 +33,12 @@ import {
 import { loadOpenApiTemplates } from '../src/metrics/openapi.js';
 
 const ROWS: ReadonlyArray<readonly [ErrorCode, () => ProxyError, Record<string, unknown>]> = [
-  ['MP_ERR_CONFIG', () => new ConfigError('x', 'x is wrong'), { option: 'x', value: undefined, reason: undefined }],
   ['MP_ERR_INVALID_VALUE', () => new InvalidValueError('--port', 'abc', 'expected a port'), { option: '--port', value: 'abc', reason: 'expected a port' }],
   ['MP_ERR_INVALID_TYPE', () => new InvalidTypeError('p.yaml: port', [1, 2], 'expected a single value'), { option: 'p.yaml: port', value: [1, 2] }],
   ['MP_ERR_UNKNOWN_OPTION', () => new UnknownOptionError('p.yaml: prot', 'port'), { option: 'p.yaml: prot', suggestion: 'port', value: undefined }],
   ['MP_ERR_OPTION_NOT_ALLOWED', () => new OptionNotAllowedError('p.yaml: demo', 'flag only'), { option: 'p.yaml: demo', value: undefined }],
   ['MP_ERR_MISSING_OPTION', () => new MissingOptionError('--upstream', '--upstream is required'), { option: '--upstream' }],
-  ['MP_ERR_OPTIONS_EXCLUSIVE', () => new OptionsExclusiveError('--upstream', '--demo'), { option: '--upstream', other: '--demo' }],
+  ['MP_ERR_OPTIONS_EXCLUSIVE', () => new OptionsExclusiveError('--upstream', '--demo'), { option: '--upstream', other: '--demo', value: undefined }],
   ['MP_ERR_OPTIONS_CLASH', () => new OptionsClashError('--metrics-port', 80, '--port', false), { value: 80, other: '--port' }],
   ['MP_ERR_OPTION_REQUIRES', () => new OptionRequiresError('--metrics-host', '::1', '--metrics-port', 'why', false), { value: '::1', other: '--metrics-port' }],
   ['MP_ERR_UNEXPECTED_ARGUMENT', () => new UnexpectedArgumentError('stray'), { option: 'stray', value: 'stray' }],
@@ -79,9 +78,9 @@ describe('the error table', () => {
     const err = inConfigFile(new InvalidValueError('port', '70000', 'expected a port'), 'p.yaml', 'port', 70000);
     expect(err).toMatchObject({ code: 'MP_ERR_INVALID_VALUE', option: 'p.yaml: port', value: 70000, reason: 'expected a port' });
     expect(err.message).toBe('p.yaml: port: expected a port, got 70000');
-    const bare = inConfigFile(new ConfigError('routes', 'invalid route template for routes: "x" (why)'), 'p.yaml', 'routes', ['x']);
-    expect(bare).toMatchObject({ code: 'MP_ERR_CONFIG', option: 'p.yaml: routes', value: ['x'] });
-    expect(bare.message).toBe('p.yaml: invalid route template for routes: "x" (why)');
+    const route = inConfigFile(new RouteTemplateError('routes', 'x', 'expected /'), 'p.yaml', 'routes', ['x']);
+    expect(route).toMatchObject({ code: 'MP_ERR_ROUTE_TEMPLATE', option: 'p.yaml: routes', value: ['x'], reason: 'expected /' });
+    expect(route.message).toBe('p.yaml: routes: expected /, got ["x"]');
   });
 
   it('never keeps a secret: a refused key has no value, a token file error only its path', () => {
@@ -128,8 +127,10 @@ describe('--openapi errors: a code each, the file and the key as fields', () => 
     expect(message).not.toContain('\n');
   });
 
-  it('keeps the route module\'s error as the cause of a malformed key', () => {
+  it('words a malformed key with the route module\'s reason, its error as the cause', () => {
     const name = tempFile('api.yaml', 'openapi: 3.1.0\npaths:\n  /users/{id: {}\n');
-    expect((thrownBy(() => loadOpenApiTemplates(name, '/api')) as OpenApiError).cause).toBeInstanceOf(ConfigError);
+    const err = thrownBy(() => loadOpenApiTemplates(name, '/api')) as OpenApiError;
+    expect(err.cause).toBeInstanceOf(RouteTemplateError);
+    expect(err.message).toBe(`invalid --openapi file ${JSON.stringify(name)}: path "/users/{id": unbalanced braces in {id`);
   });
 });

@@ -54,8 +54,8 @@ function templateOf(file: string, key: string, apiPrefix: string): string {
     return parseRouteTemplate(joinPrefix(apiPrefix, key), OPTION);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    // The file and the key already say which template: the route module's reason is enough (its whole message when it gives none).
-    throw invalid(file, `${where}: ${err.reason ?? err.message}`, { path: key, cause: err });
+    // The file and the key already say which template: the route module's reason is enough.
+    throw invalid(file, `${where}: ${err.reason}`, { path: key, cause: err });
   }
 }
 
