@@ -235,6 +235,7 @@ export type UpstreamFailureKind =
   | 'connect_refused'
   | 'connect_timeout'
   | 'response_timeout'
+  | 'idle_timeout'
   | 'reset'
   | 'dns'
   | 'tls'

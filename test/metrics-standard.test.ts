@@ -72,7 +72,7 @@ describe('standard family (OpenTelemetry names)', () => {
     text = await unreachable.metrics();
     expect(durationCount(text, { http_route: '/api/x', http_response_status_code: '502', error_type: 'connect_refused' })).toBe(1);
     expect(sampleValue(text, 'metrics_proxy_upstream_errors_total', { error_type: 'connect_refused' })).toBe(1);
-    for (const kind of ['connect_timeout', 'response_timeout', 'reset', 'dns', 'tls', 'protocol']) {
+    for (const kind of ['connect_timeout', 'response_timeout', 'idle_timeout', 'reset', 'dns', 'tls', 'protocol', 'unknown']) {
       expect(sampleValue(text, 'metrics_proxy_upstream_errors_total', { error_type: kind }), kind).toBe(0);
     }
   });

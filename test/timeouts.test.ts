@@ -16,6 +16,10 @@ async function apiErrors(proxy: Proxy): Promise<number | undefined> {
   return sampleValue(await proxy.metrics(), 'apiErrorCount', { type: 'api' });
 }
 
+function upstreamErrors(text: string, errorType: string): number | undefined {
+  return sampleValue(text, 'metrics_proxy_upstream_errors_total', { error_type: errorType });
+}
+
 const CLOCK_PATH = '/api/clock';
 
 /**
@@ -167,8 +171,14 @@ describe('upstream timeouts', () => {
     onTestFinished(upstream.close);
     const proxy = await proxyTo(upstream.url, { idleTimeoutMs: 150 });
     await expect(httpRequest(`${proxy.url}/api/stall`)).rejects.toThrow();
-    await until(() => proxy.logs.some((l) => l.msg === 'upstream request failed' && l.kind === 'response_timeout'), 'the log line');
+    await until(() => proxy.logs.some((l) => l.msg === 'upstream request failed' && l.kind === 'idle_timeout'), 'the log line');
     expect(await apiErrors(proxy)).toBe(1);
+    // Its own error_type: not a late head (response_timeout); the client got the head, then a cut.
+    const text = await proxy.metrics();
+    expect(upstreamErrors(text, 'idle_timeout')).toBe(1);
+    expect(upstreamErrors(text, 'response_timeout')).toBe(0);
+    const labels = { http_request_method: 'GET', http_response_status_code: '200', http_route: '/api/stall', error_type: 'idle_timeout' };
+    expect(sampleValue(text, 'http_server_request_duration_seconds_count', labels)).toBe(1);
   });
 
   it('applies the timeouts to an upstream that answers byte by byte too slowly', async () => {
@@ -207,6 +217,8 @@ describe('upstream timeouts', () => {
     expect((await httpRequest(`${proxy.url}/api/hang`)).status).toBe(504);
     await until(() => upstreamClosed, 'the upstream request to be released');
     expect(await apiErrors(proxy)).toBe(1);
+    // No head came: a late head, whichever timer caught it.
+    expect(upstreamErrors(await proxy.metrics(), 'response_timeout')).toBe(1);
   });
 
   it('blames a client whose upload stalls: its connection is cut, the upstream released, no api error', async () => {
@@ -282,6 +294,7 @@ describe('timeouts watched by the sweep', () => {
     const again = upstream.seen.filter((req) => req.url === '/api/again');
     expect(new Set(again.map((req) => req.socket)).size).toBe(1);
     expect(await apiErrors(proxy)).toBe(clocks.length);
+    expect(upstreamErrors(await proxy.metrics(), 'idle_timeout')).toBe(clocks.length);
   });
 
   it('leaves an open WebSocket session to its own idle timeout, not the HTTP one', async () => {

@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { UpstreamTimeoutError } from '../src/errors.js';
+import { failureOf } from '../src/proxy/exchange-rules.js';
 import { classifyUpstreamError } from '../src/proxy/upstream-errors.js';
 
 function errno(code: string): Error {
@@ -17,6 +19,7 @@ describe('classifyUpstreamError', () => {
     ['ETIMEDOUT', 'connect_timeout', 504],
     ['MP_ERR_CONNECT_TIMEOUT', 'connect_timeout', 504],
     ['MP_ERR_RESPONSE_TIMEOUT', 'response_timeout', 504],
+    ['MP_ERR_IDLE_TIMEOUT', 'response_timeout', 504],
     ['DEPTH_ZERO_SELF_SIGNED_CERT', 'tls', 502],
     ['ERR_TLS_CERT_ALTNAME_INVALID', 'tls', 502],
     ['ERR_SSL_WRONG_VERSION_NUMBER', 'tls', 502],
@@ -27,7 +30,7 @@ describe('classifyUpstreamError', () => {
     ['UND_ERR_SOCKET', 'reset', 502],
     ['UND_ERR_CONNECT_TIMEOUT', 'connect_timeout', 504],
     ['UND_ERR_HEADERS_TIMEOUT', 'response_timeout', 504],
-    ['UND_ERR_BODY_TIMEOUT', 'response_timeout', 504],
+    ['UND_ERR_BODY_TIMEOUT', 'idle_timeout', 504],
     ['UND_ERR_HEADERS_OVERFLOW', 'protocol', 502],
     ['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'protocol', 502],
     ['SOMETHING_ELSE', 'unknown', 502],
@@ -50,5 +53,18 @@ describe('classifyUpstreamError', () => {
 
   it.each([undefined, null, 'text', 42, new Error('no code')])('copes with %j', (value) => {
     expect(classifyUpstreamError(value)).toMatchObject({ kind: 'unknown', status: 502 });
+  });
+});
+
+describe('failureOf: what a failure counts as, before and after the response head', () => {
+  it.each([
+    ['silence before the head: the head is late', new UpstreamTimeoutError('MP_ERR_IDLE_TIMEOUT', 100), false, 'response_timeout'],
+    ['silence after the head', new UpstreamTimeoutError('MP_ERR_IDLE_TIMEOUT', 100), true, 'idle_timeout'],
+    ['the response timer', new UpstreamTimeoutError('MP_ERR_RESPONSE_TIMEOUT', 100), false, 'response_timeout'],
+    ['a reset before the head', errno('ECONNRESET'), false, 'reset'],
+    ['a reset after the head', errno('ECONNRESET'), true, 'reset'],
+    ['a refused connection', errno('ECONNREFUSED'), false, 'connect_refused'],
+  ] as const)('%s', (_name, err, answered, kind) => {
+    expect(failureOf(err, answered).kind).toBe(kind);
   });
 });

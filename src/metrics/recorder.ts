@@ -9,7 +9,7 @@ import { type SeedErrorType, createScrapeCounter, createSeedMetrics } from './se
 import { type Direction, createStandardMetrics } from './standard.js';
 import { DEFAULT_SLO_OBJECTIVE, createSloMetric } from './slo.js';
 import { type RouteTable, createRouteTable } from './routes.js';
-import type { UpstreamFailureKind } from '../proxy/upstream-errors.js';
+import type { UpstreamFailureKind } from '../errors.js';
 
 export { OTHER_METHOD, STANDARD_METHODS, methodLabel } from './methods.js';
 

@@ -5,12 +5,13 @@
  */
 import type { Registry } from 'prom-client';
 import { CounterFamily, GaugeFamily } from './families.js';
-import type { UpstreamFailureKind } from '../proxy/upstream-errors.js';
+import type { UpstreamFailureKind } from '../errors.js';
 
 export const UPSTREAM_ERROR_TYPES: readonly UpstreamFailureKind[] = [
   'connect_refused',
   'connect_timeout',
   'response_timeout',
+  'idle_timeout',
   'reset',
   'dns',
   'tls',

@@ -4,10 +4,12 @@
  * request may be sent again.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type UpstreamFailure, classifyUpstreamError } from './upstream-errors.js';
+import { UpstreamTimeoutError } from '../errors.js';
+import { type UpstreamFailure, classifyUpstreamError, upstreamFailure } from './upstream-errors.js';
 
-export const PROTOCOL_FAILURE: UpstreamFailure = classifyUpstreamError({ code: 'HPE_INVALID_STATUS' });
-export const RESET_FAILURE: UpstreamFailure = classifyUpstreamError({ code: 'ECONNRESET' });
+export const PROTOCOL_FAILURE: UpstreamFailure = upstreamFailure('protocol');
+export const RESET_FAILURE: UpstreamFailure = upstreamFailure('reset');
+const IDLE_FAILURE: UpstreamFailure = upstreamFailure('idle_timeout');
 /** What nginx, Traefik and Caddy record for a request whose client went away first. */
 export const CLIENT_CLOSED_REQUEST = 499;
 
@@ -15,6 +17,16 @@ export const CLIENT_CLOSED_REQUEST = 499;
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** The connection broke under the request (as opposed to an answer that could not be read). */
 const CONNECTION_LOST = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
+/**
+ * What an upstream failure counts as: its error's kind, except the upstream falling silent past the
+ * idle timeout once its response head has been relayed, which is `idle_timeout` (a cut response),
+ * not `response_timeout` (a late head).
+ */
+export function failureOf(err: unknown, answered: boolean): UpstreamFailure {
+  if (answered && err instanceof UpstreamTimeoutError && err.code === 'MP_ERR_IDLE_TIMEOUT') return IDLE_FAILURE;
+  return classifyUpstreamError(err);
+}
 
 export function isRetryable(method: string, hasBody: boolean): boolean {
   return !hasBody && RETRYABLE_METHODS.has(method);

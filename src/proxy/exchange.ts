@@ -19,10 +19,10 @@ import { type UpstreamTimeoutCode, UpstreamTimeoutError } from '../errors.js';
 import type { ExchangeSweep, Watched } from './exchange-sweep.js';
 import { finishWhenClosed, forgetQueued } from './pipelined.js';
 import { errorBody, sendJson } from '../respond.js';
-import { PROTOCOL_FAILURE, RESET_FAILURE, idleBlame, pathOf, statusOf } from './exchange-rules.js';
+import { PROTOCOL_FAILURE, RESET_FAILURE, failureOf, idleBlame, pathOf, statusOf } from './exchange-rules.js';
 import { relayTrailers, writeResponseHead } from './response-relay.js';
 import { UpstreamCall, type UpstreamCallContext } from './upstream-call.js';
-import { type UpstreamFailure, classifyUpstreamError } from './upstream-errors.js';
+import type { UpstreamFailure } from './upstream-errors.js';
 import type { UpstreamRequest } from './upstream-pool.js';
 
 /** What every exchange of an app shares. */
@@ -175,7 +175,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       this.res.destroy();
       return;
     }
-    this.fail(classifyUpstreamError(err), err);
+    this.fail(failureOf(err, this.answered), err);
   }
 
   /** The proxy answers instead of the upstream, or breaks the connection if the answer has begun. */

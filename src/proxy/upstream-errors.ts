@@ -18,6 +18,8 @@ const FAILURES: Readonly<Record<UpstreamFailureKind, UpstreamFailure>> = {
   connect_refused: { kind: 'connect_refused', status: 502, msg: 'upstream unreachable: connection refused' },
   connect_timeout: { kind: 'connect_timeout', status: 504, msg: 'upstream connect timed out' },
   response_timeout: { kind: 'response_timeout', status: 504, msg: 'upstream response timed out' },
+  // After the response head: the client connection is cut, so the status and message are never sent.
+  idle_timeout: { kind: 'idle_timeout', status: 504, msg: 'upstream went idle mid-response' },
   reset: { kind: 'reset', status: 502, msg: 'upstream closed the connection' },
   dns: { kind: 'dns', status: 502, msg: 'upstream host could not be resolved' },
   tls: { kind: 'tls', status: 502, msg: 'TLS handshake with upstream failed' },
@@ -41,6 +43,7 @@ const BY_CODE: Readonly<Record<string, UpstreamFailureKind>> = {
   ETIMEDOUT: 'connect_timeout',
   MP_ERR_CONNECT_TIMEOUT: 'connect_timeout',
   MP_ERR_RESPONSE_TIMEOUT: 'response_timeout',
+  // Silence before the response head is a late head; after it, see failureOf (exchange-rules.ts).
   MP_ERR_IDLE_TIMEOUT: 'response_timeout',
   EPROTO: 'tls',
   DEPTH_ZERO_SELF_SIGNED_CERT: 'tls',
@@ -56,13 +59,19 @@ const BY_CODE: Readonly<Record<string, UpstreamFailureKind>> = {
   UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'protocol',
   UND_ERR_CONNECT_TIMEOUT: 'connect_timeout',
   UND_ERR_HEADERS_TIMEOUT: 'response_timeout',
-  UND_ERR_BODY_TIMEOUT: 'response_timeout',
+  // undici's body timer runs between body chunks, after the head (it is off: the exchange sweep owns the timeouts).
+  UND_ERR_BODY_TIMEOUT: 'idle_timeout',
   UND_ERR_HEADERS_OVERFLOW: 'protocol',
   UND_ERR_RESPONSE_EXCEEDED_MAX_SIZE: 'protocol',
 };
 
 /** undici's SocketError for an answer no request asked for: a 101 without an upgrade, a 100 in place of a response. */
 const UNDICI_PROTOCOL_MESSAGES = new Set(['bad upgrade', 'bad response']);
+
+/** The failure of a kind, as the table has it. */
+export function upstreamFailure(kind: UpstreamFailureKind): UpstreamFailure {
+  return FAILURES[kind];
+}
 
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
   const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
