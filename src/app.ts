@@ -11,6 +11,7 @@ import { createBearerCheck } from './http/bearer.js';
 import type { Rendered } from './admin/exposition.js';
 import type { ProxyConfig } from './config/config.js';
 import { HEALTH_PATH, READY_PATH, createHealth } from './admin/health.js';
+import { OptionNotAllowedError } from './errors.js';
 import { createLogger } from './logger.js';
 import { type MetricsRecorder, createMetrics } from './metrics/recorder.js';
 import { withAccessLog } from './metrics/access-log.js';
@@ -231,7 +232,18 @@ function logListening(logger: Logger, config: ProxyConfig, bound: ListeningAddre
   );
 }
 
+/**
+ * A token file is read by resolveConfig, which puts the token itself in the Config. A config built by
+ * hand (from JavaScript, where the type does not forbid it) that still names a file would otherwise
+ * serve the metrics without authentication: refuse it.
+ */
+function refuseUnreadTokenFile(config: ProxyConfig): void {
+  if ((config as { metricsTokenFile?: unknown }).metricsTokenFile === undefined) return;
+  throw new OptionNotAllowedError('metricsTokenFile', 'read the token file with resolveConfig and pass its result (metricsToken) to buildApp');
+}
+
 export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
+  refuseUnreadTokenFile(config);
   const registry = deps.registry ?? new Registry();
   const logger = deps.logger ?? createLogger(config.logLevel);
   const metrics = createRecorder(config, registry, logger);

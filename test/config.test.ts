@@ -199,7 +199,8 @@ describe('the metrics token file, for an embedder', () => {
     const upstream = new URL('http://127.0.0.1:9');
     // @ts-expect-error -- a Config carries the token itself: resolveConfig reads the file.
     const build = () => buildApp({ ...DEFAULTS, upstream, metricsTokenFile: '/run/secrets/token' });
-    expect(typeof build).toBe('function');
+    // and from JavaScript, where no type stops it, buildApp refuses rather than serve /metrics unprotected
+    expect(configError(build)).toMatchObject({ code: 'MP_ERR_OPTION_NOT_ALLOWED', option: 'metricsTokenFile' });
   });
 });
 
