@@ -123,6 +123,12 @@ function buildTiers(options: RouteTableOptions, base: string, known: (label: str
   });
 }
 
+/** The segments of `path` below the prefix (`under` is `/api/`, or `/`), or undefined outside it or deeper than `maxDepth`. */
+function segmentsUnder(path: string, apiPrefix: string, under: string, maxDepth: number): string[] | undefined {
+  if (path.startsWith(under)) return splitSegments(path.slice(under.length - 1), maxDepth);
+  return path === apiPrefix ? [] : undefined;
+}
+
 /** The inferred label: the prefix, then each segment as it is, or `:id` when it looks like one. */
 function inferLabel(base: string, segments: readonly string[]): string {
   let label = base;
@@ -152,12 +158,7 @@ export function createRouteTable(options: RouteTableOptions): RouteTable {
   let overflowed = 0;
 
   function compute(path: string): string {
-    if (path.length > MAX_PATH_LENGTH) return OTHER_ROUTE;
-    let rest: string;
-    if (path.startsWith(under)) rest = path.slice(base.length);
-    else if (path === apiPrefix) rest = '';
-    else return OTHER_ROUTE;
-    const segments = splitSegments(rest, maxDepth);
+    const segments = path.length > MAX_PATH_LENGTH ? undefined : segmentsUnder(path, apiPrefix, under, maxDepth);
     if (segments === undefined) return OTHER_ROUTE;
     for (const root of tiers) {
       const label = matchTemplate(root, segments, 0);
