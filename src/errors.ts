@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   MP_ERR_RESPONSE_TIMEOUT: 'the upstream response-headers timer fired',
   MP_ERR_IDLE_TIMEOUT: 'no bytes moved for the idle timeout, the upstream being the one silent',
   MP_ERR_CLIENT_IDLE: 'no bytes moved for the idle timeout, the client being the one silent',
+  MP_ERR_METRICS_UNAVAILABLE: 'under --workers, a worker or the primary did not answer a scrape in time (answered 503)',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -43,7 +44,7 @@ export class ProxyError extends Error {
   }
 }
 
-export type ConfigErrorCode = Exclude<ErrorCode, 'MP_ERR_LISTEN' | UpstreamTimeoutCode>;
+export type ConfigErrorCode = Exclude<ErrorCode, 'MP_ERR_LISTEN' | 'MP_ERR_METRICS_UNAVAILABLE' | UpstreamTimeoutCode>;
 
 export interface ConfigErrorFields {
   readonly code: ConfigErrorCode;
@@ -203,6 +204,17 @@ export class RouteOutsidePrefixError extends ConfigError {
   constructor(option: string, template: string, apiPrefix: string) {
     const reason = `outside the API prefix ${apiPrefix}`;
     super(option, `route template ${JSON.stringify(template)} for ${option} is ${reason}`, { code: 'MP_ERR_ROUTE_OUTSIDE_PREFIX', value: template, reason });
+  }
+}
+
+/**
+ * The metrics cannot be had right now, though nothing is broken: under --workers, a worker or the
+ * primary did not answer in time. The metrics endpoint answers 503 (a scraper retries next interval)
+ * instead of 500, and never a partial sum, which would look like a counter reset.
+ */
+export class MetricsUnavailableError extends ProxyError {
+  constructor(message: string) {
+    super('MP_ERR_METRICS_UNAVAILABLE', message);
   }
 }
 

@@ -13,20 +13,6 @@ export interface Rendered {
   readonly contentType: string;
 }
 
-/**
- * The metrics cannot be had right now, though nothing is broken: under --workers, a worker or the
- * primary did not answer in time. The metrics endpoint answers 503 (a scraper retries next interval)
- * instead of 500, and never a partial sum, which would look like a counter reset.
- */
-export class MetricsUnavailableError extends Error {
-  readonly code = 'MP_ERR_METRICS_UNAVAILABLE';
-
-  constructor(message: string) {
-    super(message);
-    this.name = 'MetricsUnavailableError';
-  }
-}
-
 interface MediaRange {
   readonly type: string;
   readonly q: number;

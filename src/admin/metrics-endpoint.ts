@@ -8,7 +8,8 @@ import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { MetricsUnavailableError, type Rendered, acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
+import { MetricsUnavailableError } from '../errors.js';
+import { type Rendered, acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
 import type { MetricsRecorder } from '../metrics/recorder.js';
 import { errorBody, sendJson } from '../respond.js';
 

@@ -3,7 +3,7 @@
  * histogram buckets, gauges), so the server keeps no state: the page takes rates and quantiles from
  * the difference between two polls, as Prometheus' rate() and histogram_quantile() do over a window.
  *
- * The shape (version 1) is documented in README.md, "Live status page":
+ * The shape (version 1) is documented in docs/operations.md, "Live status page":
  *
  *   version        1
  *   instance       random id of this proxy instance; a new one means a restart (or another worker)

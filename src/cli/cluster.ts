@@ -14,7 +14,8 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { type Registry, Registry as PromRegistry } from 'prom-client';
 import { type MetricJson, type ClusterSum, createClusterSum } from '../admin/cluster-sum.js';
-import { MetricsUnavailableError, type Rendered } from '../admin/exposition.js';
+import type { Rendered } from '../admin/exposition.js';
+import { MetricsUnavailableError } from '../errors.js';
 
 const COLLECT = 'metrics-proxy:collect';
 const COLLECTED = 'metrics-proxy:collected';

@@ -82,7 +82,7 @@ export const OPTIONS: { readonly [K in OptionKey]: OptionSpec<K> } = {
   },
   upstreamTimeoutMs: {
     flag: '--upstream-timeout <ms>',
-    description: 'time from the end of the request to the upstream response headers; 504 on expiry; 0 = off',
+    description: 'time until the upstream response headers, from arrival (or from the end of a request body); 504 on expiry; 0 = off',
     parse: parseMillis,
   },
   idleTimeoutMs: {
@@ -103,7 +103,7 @@ export const OPTIONS: { readonly [K in OptionKey]: OptionSpec<K> } = {
   upstreamKeepAliveTimeoutMs: {
     flag: '--upstream-keep-alive-timeout <ms>',
     description:
-      'close idle upstream connections after this, unless the upstream\'s Keep-Alive: timeout= hint says sooner; keep it below the upstream\'s own idle timeout',
+      'close idle upstream connections after this when the upstream sends no Keep-Alive: timeout= hint (with one, 1 s before it); keep it below the upstream\'s own idle timeout',
     parse: parsePositiveMillis,
   },
   upstreamMaxConnections: {
