@@ -15,6 +15,7 @@ import {
   InvalidTypeError,
   InvalidValueError,
   ListenError,
+  MetricsUnavailableError,
   MissingOptionError,
   OpenApiError,
   OptionNotAllowedError,
@@ -55,6 +56,7 @@ const ROWS: ReadonlyArray<readonly [ErrorCode, () => ProxyError, Record<string, 
   ['MP_ERR_RESPONSE_TIMEOUT', () => new UpstreamTimeoutError('MP_ERR_RESPONSE_TIMEOUT', 6), { timeoutMs: 6 }],
   ['MP_ERR_IDLE_TIMEOUT', () => new UpstreamTimeoutError('MP_ERR_IDLE_TIMEOUT', 7), { timeoutMs: 7 }],
   ['MP_ERR_CLIENT_IDLE', () => new UpstreamTimeoutError('MP_ERR_CLIENT_IDLE', 8), { timeoutMs: 8 }],
+  ['MP_ERR_METRICS_UNAVAILABLE', () => new MetricsUnavailableError('worker 2 did not answer within 4000 ms'), {}],
 ];
 
 describe('the error table', () => {
@@ -70,7 +72,9 @@ describe('the error table', () => {
     expect(err.code).toBe(code);
     expect(err.name).toBe(err.constructor.name);
     expect(err).toMatchObject(fields);
-    if (code !== 'MP_ERR_LISTEN' && !code.endsWith('TIMEOUT') && code !== 'MP_ERR_CLIENT_IDLE') expect(err).toBeInstanceOf(ConfigError);
+    const configErrors = !['MP_ERR_LISTEN', 'MP_ERR_CLIENT_IDLE', 'MP_ERR_METRICS_UNAVAILABLE'].includes(code) && !code.endsWith('TIMEOUT');
+    if (configErrors) expect(err).toBeInstanceOf(ConfigError);
+    else expect(err).not.toBeInstanceOf(ConfigError);
     expect(err.message).not.toContain('\n');
   });
 
