@@ -1,5 +1,5 @@
 /** The proxy's own answers: small JSON bodies, on a response or on a raw (upgrade) socket. */
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { type IncomingMessage, STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 
 export interface ErrorBody {
@@ -40,4 +40,16 @@ export function sendJsonOnSocket(socket: Duplex, status: number, body: unknown):
       'connection: close\r\n\r\n' +
       text,
   );
+}
+
+/** A handler of one of the proxy's own paths. */
+export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+const ALLOW_GET_HEAD = { allow: 'GET, HEAD' };
+
+/** The proxy's own paths are read-only: any other method gets 405 with `Allow`. False when it was answered. */
+export function allowGetOrHead(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return true;
+  sendJson(res, 405, errorBody('method not allowed'), ALLOW_GET_HEAD);
+  return false;
 }

@@ -11,7 +11,7 @@ import type { Registry } from 'prom-client';
 import { MetricsUnavailableError } from '../errors.js';
 import { type Rendered, acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
 import type { MetricsRecorder } from '../metrics/recorder.js';
-import { errorBody, sendJson } from '../respond.js';
+import { allowGetOrHead, errorBody, sendJson } from '../respond.js';
 
 export type Endpoint = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -27,8 +27,7 @@ export function createMetricsEndpoint(
 ): Endpoint {
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, errorBody('method not allowed'), { allow: 'GET, HEAD' });
+    if (!allowGetOrHead(req, res)) {
       metrics.recordScrape(405);
       return;
     }
@@ -69,10 +68,6 @@ export function createMetricsEndpoint(
 /** The routes learned so far, with their source and the budget: for finding out where `other` comes from. */
 export function createRoutesEndpoint(metrics: MetricsRecorder): Endpoint {
   return (req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, errorBody('method not allowed'), { allow: 'GET, HEAD' });
-      return;
-    }
-    sendJson(res, 200, metrics.routes.snapshot());
+    if (allowGetOrHead(req, res)) sendJson(res, 200, metrics.routes.snapshot());
   };
 }

@@ -8,11 +8,10 @@
  * Read on the first request, not at start-up: most proxies never serve it.
  */
 import { readFile } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { BUILT_CSP, BUILT_HTML, type AssembledPage, assembleFrom } from './status-page/assemble.js';
-import { errorBody, sendJson } from '../respond.js';
+import { type Handler, allowGetOrHead, errorBody, sendJson } from '../respond.js';
 
 export interface StatusPage {
   readonly body: Buffer;
@@ -45,16 +44,11 @@ export async function loadStatusPage(): Promise<StatusPage> {
   return { body, headers };
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
 /** The page itself: static, and it holds no data, so it needs no token (a browser could not send one anyway). */
 export function createStatusPageHandler(log: Logger, load: () => Promise<StatusPage> = loadStatusPage): Handler {
   let page: Promise<StatusPage> | undefined;
   return (req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, errorBody('method not allowed'), { allow: 'GET, HEAD' });
-      return;
-    }
+    if (!allowGetOrHead(req, res)) return;
     page ??= load();
     page.then(
       ({ body, headers }) => {

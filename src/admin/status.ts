@@ -2,29 +2,23 @@
  * The live status page and its data: where they are mounted, and the data endpoint. The data's
  * shape is in status-snapshot.ts, its collection in status-collector.ts, the page in status-page.ts.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { prefixMatcher } from '../metrics/api-prefix.js';
 import { type StatusOptions, createStatusCollector } from './status-collector.js';
 import { createStatusPageHandler } from './status-page.js';
-import { errorBody, sendJson } from '../respond.js';
+import { type Handler, allowGetOrHead, errorBody, sendJson } from '../respond.js';
 
 export type { StatusOptions } from './status-collector.js';
 export type { Latency, RouteStatus, StatusSnapshot } from './status-snapshot.js';
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
-
 export const STATUS_PAGE_PATH = '/status';
 export const STATUS_DATA_PATH = '/status.json';
 
-const ALLOW = { allow: 'GET, HEAD' };
 const NO_STORE = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' };
 
 export function createStatusDataEndpoint(options: StatusOptions): Handler {
   const collect = createStatusCollector(options);
   return (req, res) => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJson(res, 405, errorBody('method not allowed'), ALLOW);
-      return;
-    }
+    if (!allowGetOrHead(req, res)) return;
     collect().then(
       (snapshot) => sendJson(res, 200, snapshot, NO_STORE),
       (err: unknown) => {
@@ -44,9 +38,7 @@ export interface StatusRouteOptions extends StatusOptions {
   readonly protect: (handler: Handler) => Handler;
 }
 
-function underPrefix(apiPrefix: string, path: string): boolean {
-  return apiPrefix === '/' || path === apiPrefix || path.startsWith(`${apiPrefix}/`);
-}
+
 
 /**
  * Where the page and its data live. On the admin listener: `/` and `/status`, data `/status.json`. On the
@@ -57,7 +49,8 @@ function underPrefix(apiPrefix: string, path: string): boolean {
  */
 export function statusPaths(apiPrefix: string, metricsPath: string, adminListener: boolean): { pages: string[]; data: string } {
   if (adminListener) return { pages: ['/', STATUS_PAGE_PATH], data: STATUS_DATA_PATH };
-  if (!underPrefix(apiPrefix, STATUS_PAGE_PATH) && !underPrefix(apiPrefix, STATUS_DATA_PATH)) {
+  const underPrefix = prefixMatcher(apiPrefix);
+  if (!underPrefix(STATUS_PAGE_PATH) && !underPrefix(STATUS_DATA_PATH)) {
     return { pages: [STATUS_PAGE_PATH], data: STATUS_DATA_PATH };
   }
   const base = metricsPath === '/' ? '' : metricsPath;

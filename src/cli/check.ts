@@ -6,6 +6,7 @@
  * Options, files and the token file are checked by resolving them (see main.ts);
  * this module checks what only buildApp would refuse.
  */
+import type { CliIo } from './args.js';
 import { type Settings, VALUE_KEYS, fileKey } from '../config/config.js';
 import { ProxyError } from '../errors.js';
 import { createHealth } from '../admin/health.js';
@@ -19,10 +20,6 @@ export const EXIT_INVALID = 2;
 const PROGRAM = 'metrics-proxy';
 export const MASK = '***';
 
-export interface CheckIo {
-  readonly stdout: { write(text: string): unknown };
-  readonly stderr: { write(text: string): unknown };
-}
 
 /** The upstream probe's outcome as `check` prints it. */
 export interface UpstreamReport {
@@ -79,7 +76,7 @@ export function formatJson(value: unknown): string {
   return JSON.stringify(value, null, 2).replace(/\[\n\s+([^[\]{}]*?)\n\s*\]/g, (_m, items: string) => `[${items.split(/,\n\s*/).join(', ')}]`);
 }
 
-export async function runCheck(config: Settings, configFile: string | undefined, io: CheckIo): Promise<number> {
+export async function runCheck(config: Settings, configFile: string | undefined, io: CliIo): Promise<number> {
   try {
     validateStartUp(config);
   } catch (err) {

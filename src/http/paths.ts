@@ -5,6 +5,7 @@
  * `%2f`/`%5c` as slashes is rejected, so no request can reach an upstream path
  * outside the prefix. Ordinary paths take a fast path with no URL parsing.
  */
+import { prefixMatcher } from '../metrics/api-prefix.js';
 
 export type PathDecision =
   | { readonly kind: 'own'; readonly path: string }
@@ -29,8 +30,7 @@ const SUSPICIOUS = /\/\.|\\|#|%(?:2e|2f|5c)/i;
 export function createPathClassifier(apiPrefix: string, ownPaths: Iterable<string>): PathClassifier {
   const own = new Map<string, PathDecision>();
   for (const path of ownPaths) own.set(path, Object.freeze({ kind: 'own', path }));
-  const under = apiPrefix === '/' ? '/' : `${apiPrefix}/`;
-  const inPrefix = (path: string): boolean => apiPrefix === '/' || path === apiPrefix || path.startsWith(under);
+  const inPrefix = prefixMatcher(apiPrefix);
 
   return function classify(rawUrl: string): PathDecision {
     let target = rawUrl;

@@ -10,10 +10,10 @@ import type { Duplex } from 'node:stream';
 import type { PathClassifier } from './paths.js';
 import type { HttpForwarder } from '../proxy/forwarder.js';
 import { type Refusal, checkRequest, isPoisoned, poison } from './request-checks.js';
-import { errorBody, sendJson, sendJsonOnSocket } from '../respond.js';
+import { type Handler, errorBody, sendJson, sendJsonOnSocket } from '../respond.js';
 import type { WebSocketForwarder } from '../proxy/websocket/forwarder.js';
 
-export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+export type { Handler } from '../respond.js';
 
 export interface RouterDeps {
   readonly classify: PathClassifier;

@@ -3,6 +3,7 @@
  * start-up. Every problem is an OpenApiError (MP_ERR_OPENAPI_UNREADABLE or
  * MP_ERR_OPENAPI_INVALID) whose one-line message names the file and the reason.
  */
+import { prefixMatcher } from './api-prefix.js';
 import { readFileSync } from 'node:fs';
 import { parseYaml } from '../lazy-modules.js';
 import { ConfigError, OpenApiError } from '../errors.js';
@@ -74,6 +75,6 @@ export function loadOpenApiTemplates(file: string, apiPrefix: string): string[] 
 }
 
 function joinPrefix(apiPrefix: string, key: string): string {
-  if (apiPrefix === '/' || key === apiPrefix || key.startsWith(`${apiPrefix}/`)) return key;
+  if (prefixMatcher(apiPrefix)(key)) return key;
   return key === '/' ? apiPrefix : apiPrefix + key;
 }

@@ -7,6 +7,7 @@
  * `maxRoutes` distinct routes; later new ones become `other`. Results are
  * memoised per path in a bounded map, so a repeated path costs one lookup.
  */
+import { prefixMatcher } from './api-prefix.js';
 import { InvalidValueError, RouteOutsidePrefixError } from '../errors.js';
 import { type TrieNode, insertTemplate, matchTemplate, newNode, parseRouteTemplate, splitSegments } from './route-templates.js';
 
@@ -104,7 +105,7 @@ type Remember = (route: string, source: RouteSource) => void;
 /** The --route templates, then the --openapi ones, each tier a trie; the first tier that matches names the route. */
 function buildTiers(options: RouteTableOptions, base: string, known: (label: string) => boolean, remember: Remember): TrieNode[] {
   const { apiPrefix } = options;
-  const under = apiPrefix === '/' ? '/' : `${apiPrefix}/`;
+  const inPrefix = prefixMatcher(apiPrefix);
   const tiers = [
     [options.templates, '--route', 'config'],
     [options.openapiTemplates, '--openapi', 'openapi'],
@@ -113,7 +114,7 @@ function buildTiers(options: RouteTableOptions, base: string, known: (label: str
     const root = newNode();
     for (const raw of templates) {
       const template = parseRouteTemplate(raw, option);
-      if (template !== apiPrefix && !template.startsWith(under)) {
+      if (!inPrefix(template)) {
         throw new RouteOutsidePrefixError(option, raw, apiPrefix);
       }
       insertTemplate(root, splitSegments(template.slice(base.length), Number.MAX_SAFE_INTEGER) ?? [], template);

@@ -5,7 +5,7 @@
  */
 import type { Registry } from 'prom-client';
 import { CounterFamily, type CounterSeries, HistogramFamily, type HistogramSeries } from './families.js';
-import { OTHER_METHOD, STANDARD_METHODS } from './methods.js';
+import { methodLabel } from './methods.js';
 
 export type SeedErrorType = 'api' | 'ws';
 
@@ -47,11 +47,10 @@ export function createSeedMetrics(registry: Registry, bucketsMs: readonly number
     }
     return slot;
   };
-  const known = new Set<string>(STANDARD_METHODS);
 
   return {
     recordRequest(method, durationMs) {
-      const slot = slotOf(method !== undefined && known.has(method) ? method : OTHER_METHOD);
+      const slot = slotOf(methodLabel(method));
       slot.count.value += 1;
       apiDuration.observe(slot.duration, durationMs);
     },
