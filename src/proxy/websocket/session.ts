@@ -12,10 +12,7 @@
  *   the live count goes down and the duration is recorded with the close code
  *   (1006 when no close frame crossed).
  *
- * A session that is ending (one side closed or half-closed, or the proxy sent
- * its close frames) gets CLOSE_GRACE_MS without a byte moving before both
- * sockets are cut, like HAProxy's `timeout client-fin`: a peer that never
- * closes its side cannot hold a file descriptor for ever.
+ * How long an ending session may linger is linger.ts's business.
  */
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -25,6 +22,7 @@ import { errorBody, sendJsonOnSocket } from '../../respond.js';
 import { type UpstreamFailure, classifyUpstreamError } from '../upstream-errors.js';
 import { GOING_AWAY, closeFrame, expectedAccept } from './frames.js';
 import { createFrameInspector } from './inspector.js';
+import { Linger } from './linger.js';
 import { Relay } from './relay.js';
 import { SessionRecord, type UpgradeRequest } from './session-record.js';
 
@@ -45,8 +43,6 @@ type Phase = 'handshake' | 'open' | 'ending' | 'ended';
 
 /** What nginx, Traefik and Caddy record for a request whose client went away first. */
 const CLIENT_CLOSED_REQUEST = 499;
-/** How long an ending session may go without a byte moving before both sockets are cut. */
-export const CLOSE_GRACE_MS = 1_000;
 /** Client bytes buffered before the upstream's 101 (clients should send none); beyond this, reading pauses. */
 const MAX_EARLY_BYTES = 64 * 1024;
 const PROTOCOL_FAILURE = classifyUpstreamError({ code: 'HPE_INVALID_STATUS' });
@@ -64,8 +60,7 @@ export class WebSocketSession {
   private closeOnOpen: number | undefined;
   private toUpstream: Relay | undefined;
   private toClient: Relay | undefined;
-  private lingerTimer: NodeJS.Timeout | undefined;
-  private lastBytes = -1;
+  private linger: Linger | undefined;
   private socketsClosed = 0;
 
   private readonly record: SessionRecord;
@@ -270,34 +265,18 @@ export class WebSocketSession {
     this.beginEnding();
   }
 
-  /** From here the session has CLOSE_GRACE_MS of silence to finish before its sockets are cut. */
+  /** From here the session lingers (linger.ts) until both sockets are closed. */
   private readonly beginEnding = (): void => {
     if (this.phase !== 'open') return;
     this.phase = 'ending';
-    this.lastBytes = this.bytesMoved();
-    this.lingerTimer = setInterval(this.cutIfSilent, CLOSE_GRACE_MS);
-    this.lingerTimer.unref();
+    this.linger = new Linger(this.upstream === undefined ? [this.client] : [this.client, this.upstream]);
+    this.linger.start();
   };
-
-  private readonly cutIfSilent = (): void => {
-    const bytes = this.bytesMoved();
-    if (bytes !== this.lastBytes) {
-      this.lastBytes = bytes;
-      return;
-    }
-    this.client.destroy();
-    this.upstream?.destroy();
-  };
-
-  private bytesMoved(): number {
-    const { client, upstream } = this;
-    return client.bytesRead + client.bytesWritten + (upstream === undefined ? 0 : upstream.bytesRead + upstream.bytesWritten);
-  }
 
   private finish(): void {
     if (this.phase === 'ended') return;
     this.phase = 'ended';
-    if (this.lingerTimer !== undefined) clearInterval(this.lingerTimer);
+    this.linger?.stop();
     this.record.closed();
     this.deps.ended(this);
   }
