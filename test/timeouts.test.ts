@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
-import { type Socket, connect, createServer as createNetServer } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
 import { Agent, type IncomingMessage, type RequestListener, request } from 'node:http';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { type Proxy, httpRequest, sampleValue, startProxy, startServer, startUpstream, until, wsText } from './helpers.js';
 import type { ProxyConfig } from '../src/index.js';
+import { startBlackholeUpstream } from './ws-peers.js';
 
 async function proxyTo(url: string, overrides: Partial<ProxyConfig>): Promise<Proxy> {
   const proxy = await startProxy(url, overrides);
@@ -66,22 +66,10 @@ function createIdleClock(): IdleClock {
 
 describe('upstream timeouts', () => {
   it('answers 504 when the upstream does not accept the connection in time', async () => {
-    // A listener in a stopped process: once its small accept queue is full, the kernel drops
-    // further SYNs, so a connect hangs exactly as it does towards a black-holed host.
-    const child = spawn(process.execPath, [
-      '-e',
-      "require('net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, function () { console.log(this.address().port) })",
-    ]);
-    onTestFinished(() => {
-      child.kill('SIGKILL');
-    });
-    const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString()))));
-    child.kill('SIGSTOP');
-    const fillers: Socket[] = [];
-    onTestFinished(() => fillers.forEach((s) => s.destroy()));
-    for (let i = 0; i < 4; i++) fillers.push(connect(port, '127.0.0.1').on('error', () => {}));
+    // A listener in a stopped process with a full accept queue: a connect hangs as towards a black-holed host.
+    const blackhole = await startBlackholeUpstream();
 
-    const proxy = await proxyTo(`http://127.0.0.1:${port}`, { connectTimeoutMs: 200 });
+    const proxy = await proxyTo(blackhole.url, { connectTimeoutMs: 200 });
     const started = Date.now();
     const res = await httpRequest(`${proxy.url}/api/x`);
     expect(res.status).toBe(504);

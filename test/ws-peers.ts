@@ -225,7 +225,7 @@ export function peerLetGo(socket: Socket): Promise<void> {
 
 /**
  * An upstream whose TCP connect hangs: a listener in a stopped process whose tiny accept queue is
- * already full, so the kernel drops further SYNs (as timeouts.test.ts does for HTTP).
+ * already full, so the kernel drops further SYNs: for HTTP and WebSocket connect timeouts alike.
  */
 export async function startBlackholeUpstream(): Promise<{ readonly url: string }> {
   const child = spawn(process.execPath, [
