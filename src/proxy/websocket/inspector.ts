@@ -34,8 +34,6 @@ const enum State {
   Header,
   Payload,
   CloseCode,
-  /** The close frame's reason text: skipped, so the frame's end is known. */
-  CloseReason,
   Done,
 }
 
@@ -68,6 +66,8 @@ class WebSocketFrameInspector implements FrameInspector {
   private code = 0;
   /** Set when a frame has just ended, for push(…, stopAtFrameEnd). */
   private frameEnded = false;
+  /** The payload being skipped is a close frame's reason: nothing after it is a frame. */
+  private inCloseFrame = false;
 
   private fail(): void {
     this.isBroken = true;
@@ -140,6 +140,10 @@ class WebSocketFrameInspector implements FrameInspector {
   }
 
   private endFrame(): void {
+    if (this.inCloseFrame) {
+      this.endCloseFrame();
+      return;
+    }
     this.state = State.Header;
     this.frameEnded = true;
     if (!this.completesMessage) return;
@@ -171,13 +175,6 @@ class WebSocketFrameInspector implements FrameInspector {
         case State.CloseCode:
           this.readCloseCode(chunk[pos++] as number);
           break;
-        case State.CloseReason: {
-          const step = Math.min(this.remaining, end - pos);
-          pos += step;
-          this.remaining -= step;
-          if (this.remaining === 0) this.endCloseFrame();
-          break;
-        }
         case State.Done:
           return end;
       }
@@ -192,8 +189,13 @@ class WebSocketFrameInspector implements FrameInspector {
     if (++this.codeBytes < 2) return;
     this.remaining -= 2;
     this.events.onClose(this.code);
-    if (this.remaining === 0) this.endCloseFrame();
-    else this.state = State.CloseReason;
+    if (this.remaining === 0) {
+      this.endCloseFrame();
+      return;
+    }
+    // The reason text is skipped like any payload, so the frame's end is known.
+    this.inCloseFrame = true;
+    this.state = State.Payload;
   }
 
   /** Nothing a peer sends after its close frame is a frame. */
