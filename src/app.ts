@@ -17,19 +17,13 @@ import { type MetricsRecorder, createMetrics } from './metrics/recorder.js';
 import { withAccessLog } from './metrics/access-log.js';
 import { createMetricsEndpoint, createRoutesEndpoint } from './admin/metrics-endpoint.js';
 import { loadOpenApiTemplates } from './metrics/openapi.js';
-import { createPathClassifier } from './http/paths.js';
 import { createStatusRoutes } from './admin/status.js';
 import { createExchangeSweep } from './proxy/exchange-sweep.js';
 import { createHttpForwarder, upstreamBasePath } from './proxy/forwarder.js';
 import { createUpstreamPool } from './proxy/upstream-pool.js';
-import {
-  type Handler,
-  createAdminListener,
-  createRequestListener,
-  createUpgradeListener,
-  refuseUpgrade,
-} from './http/router.js';
-import { clientIdleMs, closeServer, createHttpServer, listen } from './http/server.js';
+import type { Handler } from './http/router.js';
+import { createH2UpstreamPool } from './proxy/h2-upstream.js';
+import { type ListeningAddress, createServers, listenAll, routesPath } from './http/servers.js';
 import { type WebSocketForwarder, createWebSocketForwarder } from './proxy/websocket/forwarder.js';
 import type { HttpForwarder } from './proxy/forwarder.js';
 import type { Health } from './admin/health.js';
@@ -41,12 +35,8 @@ export interface AppDeps {
   readonly render?: (openMetrics: boolean) => Promise<Rendered>;
 }
 
-export interface ListeningAddress {
-  readonly address: string;
-  readonly port: number;
-  /** The admin listener, when --metrics-port is set. */
-  readonly admin?: { readonly address: string; readonly port: number };
-}
+export type { ListeningAddress } from './http/servers.js';
+export { routesPath } from './http/servers.js';
 
 export interface App {
   readonly registry: Registry;
@@ -67,11 +57,6 @@ export interface App {
 }
 
 const DEFAULT_CLOSE_GRACE_MS = 10_000;
-
-/** The routes debug endpoint sits next to the metrics path: `/metrics` → `/metrics/routes`. */
-export function routesPath(metricsPath: string): string {
-  return metricsPath === '/' ? '/routes' : `${metricsPath}/routes`;
-}
 
 function requireToken(check: (req: Parameters<Handler>[0]) => boolean, handler: Handler): Handler {
   return (req, res) => {
@@ -109,14 +94,21 @@ interface Forwarders {
   close(): Promise<void>;
 }
 
-/** Plain HTTP through undici's pool; WebSocket handshakes through http-proxy-3. */
+/** Plain HTTP through undici's pool, gRPC (and with --upstream-protocol http2 everything) over HTTP/2; WebSocket handshakes through http-proxy-3. */
 function createForwarders(config: ProxyConfig, metrics: MetricsRecorder, logger: Logger, isDraining: () => boolean): Forwarders {
+  const onStrayError = (err: Error): void => logger.error({ err }, 'upstream connection error');
   const pool = createUpstreamPool({
     upstream: config.upstream,
     maxConnections: config.upstreamMaxConnections,
     keepAliveTimeoutMs: config.upstreamKeepAliveTimeoutMs,
     connectTimeoutMs: config.connectTimeoutMs,
-    onStrayError: (err) => logger.error({ err }, 'upstream connection error'),
+    onStrayError,
+  });
+  const http2Pool = createH2UpstreamPool({
+    upstream: config.upstream,
+    connectTimeoutMs: config.connectTimeoutMs,
+    idleTimeoutMs: config.upstreamKeepAliveTimeoutMs,
+    onStrayError,
   });
   const sweep = createExchangeSweep({ responseMs: config.upstreamTimeoutMs, idleMs: config.idleTimeoutMs });
   const basePath = upstreamBasePath(config.upstream);
@@ -128,12 +120,14 @@ function createForwarders(config: ProxyConfig, metrics: MetricsRecorder, logger:
     log: logger,
   });
   return {
-    http: createHttpForwarder({ pool, sweep, metrics, log: logger, isDraining, basePath }),
+    http: createHttpForwarder({
+      pool, http2Pool, allOverHttp2: config.upstreamProtocol === 'http2', sweep, metrics, log: logger, isDraining, basePath,
+    }),
     websocket,
     async close() {
       sweep.close();
       websocket.close();
-      await pool.close();
+      await Promise.all([pool.close(), http2Pool.close()]);
     },
   };
 }
@@ -164,54 +158,6 @@ function createOwnRoutes(config: ProxyConfig, deps: OwnRouteDeps): Map<string, H
   });
   for (const [path, handler] of statusRoutes) if (!ownRoutes.has(path)) ownRoutes.set(path, handler);
   return ownRoutes;
-}
-
-interface Servers {
-  readonly server: Server;
-  readonly adminServer: Server | undefined;
-}
-
-/** The main listener, and the admin one when --metrics-port is set. */
-function createServers(config: ProxyConfig, forwarders: Forwarders, ownRoutes: Map<string, Handler>, isDraining: () => boolean): Servers {
-  const separateAdmin = config.metricsPort !== undefined;
-  // With an admin port the main port still reserves the metrics path (404, never forwarded) but answers nothing itself.
-  const routerDeps = {
-    classify: createPathClassifier(
-      config.apiPrefix,
-      separateAdmin ? [config.metricsPath, routesPath(config.metricsPath)] : ownRoutes.keys(),
-    ),
-    http: forwarders.http,
-    websocket: forwarders.websocket,
-    ownRoutes: separateAdmin ? new Map<string, Handler>() : ownRoutes,
-    isDraining,
-    clientIdleMs: clientIdleMs({ idleTimeoutMs: config.idleTimeoutMs }),
-  };
-  const limits = {
-    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-    idleTimeoutMs: config.idleTimeoutMs,
-    maxHeaderSize: config.maxHeaderSize,
-  };
-  const server = createHttpServer(
-    { onRequest: createRequestListener(routerDeps), onUpgrade: createUpgradeListener(routerDeps) },
-    { ...limits, idleSetByRouter: true },
-  );
-  const adminServer = separateAdmin
-    ? createHttpServer({ onRequest: createAdminListener(ownRoutes, isDraining), onUpgrade: refuseUpgrade }, limits)
-    : undefined;
-  return { server, adminServer };
-}
-
-/** Binds the main listener, then the admin one (releasing the first if the second fails). */
-async function listenAll(config: ProxyConfig, { server, adminServer }: Servers): Promise<ListeningAddress> {
-  const bound = await listen(server, config.port, config.host);
-  if (adminServer === undefined || config.metricsPort === undefined) return { address: bound.address, port: bound.port };
-  try {
-    const admin = await listen(adminServer, config.metricsPort, config.metricsHost ?? config.host, '--metrics-port');
-    return { address: bound.address, port: bound.port, admin: { address: admin.address, port: admin.port } };
-  } catch (err) {
-    await closeServer(server, 0);
-    throw err;
-  }
 }
 
 /** Tools read the bound port from this line (--port 0), so it is written whatever the level, short of silent. */
@@ -253,12 +199,13 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   const openWebSockets = forwarders.websocket.openSessions;
   const ownRoutes = createOwnRoutes(config, { registry, metrics, logger, health, openWebSockets, render: deps.render });
   const servers = createServers(config, forwarders, ownRoutes, isDraining);
-  const { server, adminServer } = servers;
+  const server = servers.main.server;
+  const adminServer = servers.admin?.server;
 
   async function closeAll(graceMs: number): Promise<void> {
     // Upgraded sockets keep server.close() waiting: the WebSocket drain ends them within the same grace.
-    await Promise.all([closeServer(server, graceMs), forwarders.websocket.closeAll(graceMs)]);
-    if (adminServer !== undefined) await closeServer(adminServer, 1_000);
+    await Promise.all([servers.main.close(graceMs), forwarders.websocket.closeAll(graceMs)]);
+    if (servers.admin !== undefined) await servers.admin.close(1_000);
     await forwarders.close();
   }
 

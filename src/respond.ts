@@ -1,5 +1,6 @@
 /** The proxy's own answers: small JSON bodies, on a response or on a raw (upgrade) socket. */
 import { type IncomingMessage, STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Http2ServerResponse } from 'node:http2';
 import type { Duplex } from 'node:stream';
 
 export interface ErrorBody {
@@ -11,14 +12,17 @@ export function errorBody(msg: string): ErrorBody {
   return { ok: false, msg };
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+/** A response to an HTTP/1.1 client, or to an HTTP/2 one through Node's compatibility API. */
+export type AnyResponse = ServerResponse | Http2ServerResponse;
+
+export function sendJson(res: AnyResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) {
     // Too late for a clean answer: a broken connection is better than a response that looks complete.
     res.destroy();
     return;
   }
   const text = JSON.stringify(body);
-  res.writeHead(status, {
+  (res as ServerResponse).writeHead(status, {
     ...headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': String(Buffer.byteLength(text)),

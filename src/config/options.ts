@@ -20,6 +20,7 @@ import {
   parseRoutePath,
   parseSecondsBuckets,
   parseUpstream,
+  parseUpstreamProtocol,
   parseWorkers,
 } from './parsers.js';
 import type { OptionKey, Settings } from './types.js';
@@ -110,6 +111,21 @@ export const OPTIONS: { readonly [K in OptionKey]: OptionSpec<K> } = {
     flag: '--upstream-max-connections <n>',
     description: 'connections to the upstream at most; further requests wait for a free one, within the upstream timeout',
     parse: parseCount,
+  },
+  upstreamProtocol: {
+    flag: '--upstream-protocol <protocol>',
+    description: 'http1: gRPC calls go upstream over HTTP/2, the rest over HTTP/1.1; http2: every request goes over HTTP/2',
+    parse: parseUpstreamProtocol,
+  },
+  http2MaxConcurrentStreams: {
+    flag: '--http2-max-concurrent-streams <n>',
+    description: 'streams one HTTP/2 client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS)',
+    parse: parseCount,
+  },
+  http2IdleTimeoutMs: {
+    flag: '--http2-idle-timeout <ms>',
+    description: 'close an HTTP/2 client connection (GOAWAY) when no stream has been open for this long; 0 = off',
+    parse: parseMillis,
   },
   maxHeaderSize: {
     flag: '--max-header-size <bytes>',

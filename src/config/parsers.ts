@@ -180,6 +180,16 @@ export function parseCount(raw: string, source: string): number {
   return n;
 }
 
+export const UPSTREAM_PROTOCOLS = ['http1', 'http2'] as const;
+export type UpstreamProtocol = (typeof UPSTREAM_PROTOCOLS)[number];
+
+export function parseUpstreamProtocol(raw: string, source: string): UpstreamProtocol {
+  const text = raw.trim().toLowerCase();
+  const known = UPSTREAM_PROTOCOLS.find((p) => p === text);
+  if (known === undefined) throw invalid(source, raw, `expected one of ${UPSTREAM_PROTOCOLS.join(', ')}`);
+  return known;
+}
+
 /** `--workers`: a count from 1 to 64, or `auto` for the cores this process may use. */
 export function parseWorkers(raw: string, source: string): number {
   const text = raw.trim().toLowerCase();

@@ -4,7 +4,7 @@
  */
 import type { ConfigFile } from './file.js';
 import type { LogFormatSetting, LogLevel } from '../logger.js';
-import type { MetricFamilyName } from './parsers.js';
+import type { MetricFamilyName, UpstreamProtocol } from './parsers.js';
 
 export interface Config {
   /** Undefined only when `demo` is set: the demo upstream's address is known after it starts. */
@@ -36,7 +36,13 @@ export interface Config {
   readonly upstreamKeepAliveTimeoutMs: number;
   /** Connections to the upstream at most; further requests wait for one (bounded by the response timeout). */
   readonly upstreamMaxConnections: number;
-  /** Larger request heads get 431. */
+  /** `http1`: gRPC calls go upstream over HTTP/2, the rest over HTTP/1.1; `http2`: every request goes over HTTP/2. */
+  readonly upstreamProtocol: UpstreamProtocol;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients. */
+  readonly http2MaxConcurrentStreams: number;
+  /** An HTTP/2 client connection with no open stream for this long gets GOAWAY and is closed; 0 = off. */
+  readonly http2IdleTimeoutMs: number;
+  /** Larger request heads get 431 (HTTP/2: larger header lists are refused). */
   readonly maxHeaderSize: number;
   /** After SIGTERM: keep serving this long (readiness already 503) before refusing new connections. */
   readonly drainDelayMs: number;

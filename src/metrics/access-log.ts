@@ -13,7 +13,7 @@ export interface AccessLogLine {
   readonly method: string;
   /** Without the query string (it may carry secrets). */
   readonly path: string;
-  /** The bounded http_route label. */
+  /** The bounded http_route label; for a gRPC call, its bounded rpc_method label. */
   readonly route: string;
   readonly status: number;
   readonly duration_ms: number;
@@ -41,15 +41,16 @@ export function accessLogLine(record: RequestRecord, route: string): AccessLogLi
 }
 
 /**
- * The recorder, plus a log line for every recorded request. The route is resolved once here
- * and handed on, so the route table (and its overflow counter) sees each request once.
+ * The recorder, plus a log line for every recorded request. The route (a gRPC call: its method) is
+ * resolved once here and handed on, so the route or method table (and its overflow counter) sees
+ * each request once, and a gRPC call never spends the route budget.
  */
 export function withAccessLog(metrics: MetricsRecorder, log: Logger): MetricsRecorder {
   // Delegation rather than a copy: whatever the recorder is (object or class instance), every
   // other member keeps working unchanged.
   const logged = Object.create(metrics) as MetricsRecorder;
   logged.recordRequest = (record) => {
-    const route = metrics.routeOf(record.path);
+    const route = record.rpc === undefined ? metrics.routeOf(record.path) : metrics.rpcMethodOf(record.rpc.method);
     metrics.recordRequest({ ...record, route });
     log.info(accessLogLine(record, route), ACCESS_LOG_MESSAGE);
   };

@@ -1,17 +1,20 @@
 /**
  * The one recorder the proxy reports to. It fans each outcome out to the
- * enabled families (`--metrics seed,standard`) and owns the route table that
- * keeps `http_route` bounded. Everything registers on the registry passed in,
- * never on prom-client's global one.
+ * enabled families (`--metrics seed,standard`) and owns the route table and
+ * the gRPC method table that keep `http_route` and `rpc_method` bounded.
+ * Everything registers on the registry passed in, never on prom-client's
+ * global one.
  */
 import { type Registry, collectDefaultMetrics } from 'prom-client';
-import { type SeedErrorType, createScrapeCounter, createSeedMetrics } from './seed.js';
-import { type Direction, createStandardMetrics } from './standard.js';
+import { type SeedErrorType, type SeedMetrics, createScrapeCounter, createSeedMetrics } from './seed.js';
+import { type Direction, type StandardMetrics, createStandardMetrics } from './standard.js';
 import { DEFAULT_SLO_OBJECTIVE, createSloMetric } from './slo.js';
 import { type RouteTable, createRouteTable } from './routes.js';
+import { type RpcMethodTable, createRpcMethodTable } from './rpc-methods.js';
 import type { UpstreamFailureKind } from '../errors.js';
 
 export { OTHER_METHOD, STANDARD_METHODS, methodLabel } from './methods.js';
+export { GRPC_STATUS_NAMES, grpcStatusName, isGrpcServerError } from './grpc-status.js';
 
 export type MetricFamily = 'seed' | 'standard';
 export type ErrorType = SeedErrorType;
@@ -28,13 +31,31 @@ export interface RequestRecord {
   readonly requestBytes: number;
   readonly responseBytes: number;
   readonly traceparent: string | undefined;
-  /** The route of `path` when the caller already resolved it (the access log), so it is resolved once. */
+  /**
+   * The route of `path` when the caller already resolved it (the access log), so it is resolved once;
+   * for a gRPC call, its rpc_method label (`rpcMethodOf`).
+   */
   readonly route?: string;
+  /** The client's HTTP version: '1.0', '1.1' or '2'. */
+  readonly protocolVersion: '1.0' | '1.1' | '2';
+  /** Set when the request was a gRPC call (content-type application/grpc*), recorded in the RPC family instead of http_server_*. */
+  readonly rpc?: {
+    /** `package.Service/Method` (the path without its leading slash), unvalidated: bound it. */
+    readonly method: string;
+    /** The call's grpc-status (0–16) as the client saw it; undefined when the call ended without one (client cancel, broken stream). */
+    readonly grpcStatus: number | undefined;
+    /** The client cancelled (RST_STREAM or went away) before the call ended. */
+    readonly cancelled: boolean;
+  };
 }
 
 export interface MetricsRecorder {
   requestStarted(method: string | undefined): void;
-  /** One forwarded request (HTTP or WebSocket handshake), whatever its outcome. Called exactly once per request. */
+  /**
+   * One forwarded request (HTTP, gRPC call or WebSocket handshake), whatever its outcome. Called exactly
+   * once per request, after requestStarted. A gRPC call (`rpc` set) goes to rpc_server_call_duration_seconds,
+   * not to http_server_request_duration_seconds or the body-size histograms.
+   */
   recordRequest(record: RequestRecord): void;
   /** Seed family: an upstream 5xx or an unreachable upstream (`api`), or a failed WebSocket (`ws`). */
   recordError(type: ErrorType): void;
@@ -46,6 +67,8 @@ export interface MetricsRecorder {
   upstreamRetried(method: string | undefined): void;
   /** The bounded route label of a forwarded path. */
   routeOf(path: string): string;
+  /** The bounded rpc_method label of a gRPC method (`package.Service/Method`); a new one spends the method budget. */
+  rpcMethodOf(method: string): string;
   sessionOpened(route: string): void;
   sessionClosed(route: string, closeCode: string, durationSeconds: number): void;
   sessionMessage(route: string, direction: Direction, payloadBytes: number): void;
@@ -101,6 +124,38 @@ function registerFamilies(registry: Registry, options: MetricsOptions) {
   return { seed, standard, recordScrape };
 }
 
+interface Tables {
+  readonly routes: RouteTable;
+  readonly rpcMethods: RpcMethodTable;
+}
+
+/** recordRequest: the seed family counts every request; the standard family records HTTP and gRPC apart. */
+function requestRecorder(seed: SeedMetrics | undefined, standard: StandardMetrics | undefined, tables: Tables) {
+  return (r: RequestRecord): void => {
+    const durationMs = Number.isFinite(r.durationMs) && r.durationMs >= 0 ? r.durationMs : 0;
+    seed?.recordRequest(r.method, durationMs);
+    if (standard === undefined) return;
+    const trace = traceFromHeader(r.traceparent);
+    if (r.rpc !== undefined) {
+      standard.requestEnded(r.method);
+      const method = r.route ?? tables.rpcMethods.resolve(r.rpc.method);
+      standard.callFinished(method, r.rpc, r.errorType, durationMs / 1000, trace);
+      return;
+    }
+    standard.requestFinished({
+      method: r.method,
+      route: r.route ?? tables.routes.resolve(r.path),
+      protocolVersion: r.protocolVersion,
+      status: r.status,
+      errorType: r.errorType,
+      durationSeconds: durationMs / 1000,
+      requestBytes: r.requestBytes,
+      responseBytes: r.responseBytes,
+      trace,
+    });
+  };
+}
+
 export function createMetrics(registry: Registry, options: MetricsOptions): MetricsRecorder {
   const { seed, standard, recordScrape } = registerFamilies(registry, options);
   const routes = createRouteTable({
@@ -110,28 +165,17 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Metr
     maxRoutes: options.maxRoutes,
     onOverflow: () => standard?.routeOverflowed(),
   });
+  const rpcMethods = createRpcMethodTable({ maxMethods: options.maxRoutes, onOverflow: () => standard?.rpcMethodOverflowed() });
 
   return {
     routes,
     inspectsSessions: standard !== undefined,
     routeOf: (path) => routes.resolve(path),
+    rpcMethodOf: (method) => rpcMethods.resolve(method),
     requestStarted(method) {
       standard?.requestStarted(method);
     },
-    recordRequest(r) {
-      const durationMs = Number.isFinite(r.durationMs) && r.durationMs >= 0 ? r.durationMs : 0;
-      seed?.recordRequest(r.method, durationMs);
-      standard?.requestFinished({
-        method: r.method,
-        route: r.route ?? routes.resolve(r.path),
-        status: r.status,
-        errorType: r.errorType,
-        durationSeconds: durationMs / 1000,
-        requestBytes: r.requestBytes,
-        responseBytes: r.responseBytes,
-        trace: traceFromHeader(r.traceparent),
-      });
-    },
+    recordRequest: requestRecorder(seed, standard, { routes, rpcMethods }),
     recordError(type) {
       seed?.recordError(type);
     },

@@ -8,22 +8,36 @@
  * whatever is still running upstream is aborted, and the outcome recorded.
  * A failure before the response head is answered with the proxy's JSON
  * (502/504); after it, the client connection is broken, so a truncated body
- * never looks complete. The upstream leg (dispatch, abort, the one retry) is
- * the base class, in upstream-call.ts.
+ * never looks complete. A gRPC call is failed the gRPC way instead (grpc.ts):
+ * HTTP 200 with `grpc-status`, in a trailers-only response or in trailers.
+ * The client may speak HTTP/1.1 or HTTP/2 (client-side.ts); the upstream leg
+ * (dispatch, abort, the one retry) is the base class, in upstream-call.ts,
+ * over undici's HTTP/1.1 pool or the HTTP/2 sessions.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import type { Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { type UpstreamTimeoutCode, UpstreamTimeoutError } from '../errors.js';
 import type { ExchangeSweep, Watched } from './exchange-sweep.js';
 import { finishWhenClosed, forgetQueued } from './pipelined.js';
 import { errorBody, sendJson } from '../respond.js';
 import { PROTOCOL_FAILURE, RESET_FAILURE, failureOf, idleBlame, pathOf, statusOf } from './exchange-rules.js';
-import { relayTrailers, writeResponseHead } from './response-relay.js';
+import {
+  type ClientRequest,
+  type ClientResponse,
+  type ProtocolVersion,
+  closeConnectionAfter,
+  isHttp2,
+  protocolVersionOf,
+  writeHead,
+  writeTrailers,
+} from './client-side.js';
+import { endGrpcCall, grpcStatusIn, grpcStatusOfFailure } from './grpc.js';
+import { isGrpcServerError } from '../metrics/grpc-status.js';
 import { UpstreamCall, type UpstreamCallContext } from './upstream-call.js';
 import type { UpstreamFailure } from './upstream-errors.js';
-import type { UpstreamRequest } from './upstream-pool.js';
+import type { UpstreamPool, UpstreamRequest } from './upstream-pool.js';
 
 /** What every exchange of an app shares. */
 export interface ExchangeContext extends UpstreamCallContext {
@@ -33,6 +47,25 @@ export interface ExchangeContext extends UpstreamCallContext {
   readonly isDraining: () => boolean;
 }
 
+/** One request as the forwarder hands it over. */
+export interface ExchangeStart {
+  readonly req: ClientRequest;
+  readonly res: ClientResponse;
+  readonly request: UpstreamRequest;
+  /** Arrival, from performance.now(). */
+  readonly startedAt: number;
+  readonly pool: UpstreamPool;
+  /** A gRPC call from an HTTP/2 client: its outcome is its grpc-status, and the proxy fails it the gRPC way. */
+  readonly grpc: boolean;
+}
+
+/**
+ * Where the exchange stands with its client, moving forward only: forwarding (nothing relayed
+ * yet), answered (the response head has gone out: a failure now breaks the response, or ends a
+ * gRPC call with a status), finished (the client's response closed; recorded).
+ */
+type ClientPhase = 'forwarding' | 'answered' | 'finished';
+
 export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watched {
   responseDue: number;
   lastProgress = -1;
@@ -40,14 +73,17 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
   prevWatched: Watched | undefined = undefined;
   nextWatched: Watched | undefined = undefined;
   watched = false;
-  /** The upstream's response head has been relayed: from here on, a failure breaks the client connection. */
-  answered = false;
+  private phase: ClientPhase = 'forwarding';
 
-  private readonly req: IncomingMessage;
-  private readonly res: ServerResponse;
+  private readonly req: ClientRequest;
+  private readonly res: ClientResponse;
   /** The client connection (undici clears `req.socket` when it is done with the body). */
-  private readonly client: Socket;
+  private readonly client: { readonly destroyed: boolean };
   private readonly startedAt: number;
+  private readonly protocolVersion: ProtocolVersion;
+  private readonly grpc: boolean;
+  /** The call's grpc-status as the client got it (the upstream's, or the proxy's own). */
+  private grpcStatus: number | undefined = undefined;
   /** `finish`, bound once: the listener of the response's (and maybe the connection's) 'close'. */
   private readonly onClientGone: () => void;
   private resumeUpstream: () => void = noop;
@@ -60,21 +96,28 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
   private brokenByUpstream = false;
   /** The client stopped sending or reading: what fails upstream afterwards is not the upstream's fault. */
   private clientStalled = false;
-  private closed = false;
   /** Request body bytes written to the upstream (what was declared may never have been sent). */
   private bytesSent = 0;
   private responseBytes = 0;
 
-  constructor(ctx: ExchangeContext, req: IncomingMessage, res: ServerResponse, request: UpstreamRequest, startedAt: number) {
-    super(ctx, request);
+  constructor(ctx: ExchangeContext, start: ExchangeStart) {
+    super(ctx, start.request, start.pool);
+    const { req, startedAt } = start;
     this.req = req;
-    this.res = res;
+    this.res = start.res;
     this.client = req.socket;
     this.startedAt = startedAt;
+    this.protocolVersion = protocolVersionOf(req);
+    this.grpc = start.grpc;
     // The response clock starts at arrival: waiting for a free connection counts.
     const { responseMs } = ctx.sweep.timeouts;
     this.responseDue = responseMs > 0 ? startedAt + responseMs : Infinity;
     this.onClientGone = this.finish.bind(this);
+  }
+
+  /** The upstream's response head has been relayed (the sweep stops watching for it). */
+  get answered(): boolean {
+    return this.phase !== 'forwarding';
   }
 
   start(): void {
@@ -83,14 +126,14 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     // Queued behind a pipelined response, it has no socket yet, and Node never closes it if the connection dies.
     if (this.res.socket === null) {
       this.pipelined = true;
-      finishWhenClosed(this.client, this.onClientGone);
+      finishWhenClosed((this.req as IncomingMessage).socket, this.onClientGone);
     }
     this.ctx.sweep.watch(this);
     this.send(false);
   }
 
   protected clientGone(): boolean {
-    return this.closed;
+    return this.phase === 'finished';
   }
 
   protected connected(): void {
@@ -112,12 +155,14 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     if (status >= 100 && status < 200) return true;
     if (status < 100 || status > 599) return this.refuse(new Error(`invalid upstream status ${status}`));
     try {
-      writeResponseHead(this.res, this.req, status, raw, statusText, this.ctx.isDraining());
+      writeHead(this.res, this.req, status, raw, statusText, this.ctx.isDraining());
     } catch (err) {
       return this.refuse(err);
     }
     this.resumeUpstream = resume;
-    this.answered = true;
+    this.phase = 'answered';
+    // A trailers-only gRPC response carries its status in the head.
+    if (this.grpc) this.noteGrpcStatus(grpcStatusIn(raw));
     if (status >= 500) {
       this.countError();
       this.errorType = String(status);
@@ -135,7 +180,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
 
   protected override upstreamData(chunk: Buffer): boolean {
     this.responseBytes += chunk.length;
-    if (this.res.write(chunk)) return true;
+    if ((this.res as Writable).write(chunk)) return true;
     // Backpressure: undici stops reading the upstream until the client has taken what it has.
     if (!this.drainHooked) {
       this.drainHooked = true;
@@ -147,8 +192,18 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
   protected override upstreamComplete(rawTrailers: Buffer[] | null): void {
     this.upstreamDone = true;
     if (this.drainHooked) this.res.off('drain', this.resumeUpstream);
-    if (rawTrailers !== null && rawTrailers.length > 0) relayTrailers(this.res, rawTrailers);
+    if (rawTrailers !== null && rawTrailers.length > 0) {
+      if (this.grpc) this.noteGrpcStatus(grpcStatusIn(rawTrailers));
+      writeTrailers(this.res, rawTrailers);
+    }
     this.res.end();
+  }
+
+  /** The upstream's grpc-status: a server error counts as an error of the call, as a 5xx does for HTTP. */
+  private noteGrpcStatus(status: number | undefined): void {
+    if (status === undefined) return;
+    this.grpcStatus = status;
+    if (isGrpcServerError(status)) this.countError();
   }
 
   protected override upstreamFailed(err: Error): void {
@@ -156,7 +211,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     if (this.upstreamDone) return;
     this.upstreamDone = true;
     // The client went away first (its abort ends up here): nothing to answer, nothing to count.
-    if (this.closed) return;
+    if (this.phase === 'finished') return;
     if (this.tryRetry(err)) {
       this.ctx.log.debug({ err, method: this.request.method, path: pathOf(this.req.url) }, 'retrying on a fresh upstream connection');
       return;
@@ -167,7 +222,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       this.res.destroy();
       return;
     }
-    if (this.answered && !(err instanceof UpstreamTimeoutError)) {
+    if (this.answered && !this.grpc && !(err instanceof UpstreamTimeoutError)) {
       // The upstream died mid-body: the client must see a broken connection, not a short body.
       this.markFailure(RESET_FAILURE);
       this.ctx.log.warn({ err, method: this.request.method, path: pathOf(this.req.url) }, 'upstream closed the connection mid-response');
@@ -182,13 +237,19 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
   private fail(failure: UpstreamFailure, err: unknown): void {
     this.markFailure(failure);
     this.ctx.log.error({ err, kind: failure.kind, method: this.request.method, path: pathOf(this.req.url) }, 'upstream request failed');
+    if (this.grpc && isHttp2(this.res)) {
+      // Before or after the head: the call ends with a status the client can read.
+      const status = grpcStatusOfFailure(failure.kind);
+      if (endGrpcCall(this.res, status, failure.msg)) this.grpcStatus = status;
+      return;
+    }
     if (this.answered || this.res.headersSent) {
       this.brokenByUpstream = true;
       this.res.destroy();
       return;
     }
     // The rest of an unfinished upload will not be read: the connection cannot carry another request.
-    if (!this.req.complete) this.res.shouldKeepAlive = false;
+    if (!this.req.complete) closeConnectionAfter(this.res);
     sendJson(this.res, failure.status, errorBody(failure.msg));
   }
 
@@ -216,7 +277,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
   idleBlame(): 'client' | 'upstream' {
     // Waiting for a connection: the pool is full of the upstream's slow answers.
     if (this.waiting) return 'upstream';
-    const blamed = idleBlame(this.upstreamDone, this.req, this.res);
+    const blamed = idleBlame(this.upstreamDone, this.req as IncomingMessage, this.res as ServerResponse);
     if (blamed === 'client') this.clientStalled = true;
     return blamed;
   }
@@ -233,23 +294,38 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
 
   /** Records the exchange once, and releases the upstream request if it is still running. */
   private finish(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.phase === 'finished') return;
+    const upstreamWasDone = this.upstreamDone;
+    this.phase = 'finished';
     this.ctx.sweep.unwatch(this);
-    if (this.pipelined) forgetQueued(this.client, this.onClientGone);
+    if (this.pipelined) forgetQueued((this.req as IncomingMessage).socket, this.onClientGone);
     if (!this.upstreamDone) this.drop();
     const { req } = this;
+    const status = statusOf(this.res as ServerResponse, this.brokenByUpstream);
     this.ctx.metrics.recordRequest({
       method: this.request.method,
       path: pathOf(req.url),
-      status: statusOf(this.res, this.brokenByUpstream),
+      status,
       errorType: this.errorType,
       durationMs: performance.now() - this.startedAt,
       requestBytes: this.bytesSent,
       responseBytes: this.responseBytes,
       traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined,
+      protocolVersion: this.protocolVersion,
+      ...(this.grpc ? { rpc: this.rpcOutcome(upstreamWasDone) } : {}),
     });
+  }
+
+  /** A call without a status whose client left before the upstream was done was cancelled by the client. */
+  private rpcOutcome(upstreamWasDone: boolean) {
+    const cancelled = this.grpcStatus === undefined && !upstreamWasDone;
+    return { method: rpcMethodOf(this.req.url), grpcStatus: this.grpcStatus, cancelled };
   }
 }
 
 function noop(): void {}
+
+/** `/package.Service/Method?x` → `package.Service/Method`. */
+function rpcMethodOf(url: string | undefined): string {
+  return pathOf(url).slice(1);
+}

@@ -3,6 +3,7 @@
  * headers stop here, and X-Forwarded-* tell the upstream who really called.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import { headerName } from './upstream-pool.js';
 
 /**
@@ -10,7 +11,7 @@ import { headerName } from './upstream-pool.js';
  * since RFC 7230, but request trailers cannot be forwarded (undici sends none), so it stops on requests;
  * on responses it is relayed along with the trailers.
  */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade'] as const;
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'http2-settings'] as const;
 const REQUEST_ONLY = ['proxy-authorization'] as const;
 const RESPONSE_ONLY = ['proxy-authenticate'] as const;
 /** Framing headers stay even when a peer lists them in `Connection`, or the body would be misread. */
@@ -21,35 +22,24 @@ function joined(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }
 
-function deleteHeader(headers: IncomingHttpHeaders, name: string): void {
-  // Checked first: deleting a property that is there turns the object into a slow dictionary.
-  if (headers[name] !== undefined) delete headers[name];
-}
-
 /**
- * Rewrites a client request's headers in place before it is forwarded.
- * Trust model, for a sidecar that should be invisible: the peer address is
- * appended to X-Forwarded-For; X-Forwarded-Proto and -Host are set only when
- * absent, so what an ingress in front of us set still reaches the service.
- * `Expect` is dropped because Node has already answered `100 Continue`.
+ * The headers of a WebSocket handshake, written onto `req.headers` for http-proxy-3: the same
+ * rules as every other request (`upstreamRequestHeaders`), plus the upgrade itself.
+ * Trust model, for a sidecar that should be invisible: the peer address is appended to
+ * X-Forwarded-For; X-Forwarded-Proto and -Host are set only when absent, so what an ingress in
+ * front of us set still reaches the service. `Expect` is dropped because Node has already answered
+ * `100 Continue`.
  */
-export function prepareRequestHeaders(req: IncomingMessage, upgrade: boolean): void {
-  const headers = req.headers;
-  const upgradeTo = headers.upgrade;
-  const listed = listedNames(headers.connection);
-  if (listed !== undefined) for (const name of listed) deleteHeader(headers, name);
-  for (const name of HOP_BY_HOP) deleteHeader(headers, name);
-  for (const name of REQUEST_ONLY) deleteHeader(headers, name);
-  deleteHeader(headers, 'expect');
-  if (upgrade && upgradeTo !== undefined) {
+export function prepareWebSocketHeaders(req: IncomingMessage): void {
+  const upgradeTo = req.headers.upgrade;
+  const fields = upstreamRequestHeaders(req);
+  const headers: IncomingHttpHeaders = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) headers[fields[i] as string] = fields[i + 1];
+  if (upgradeTo !== undefined) {
     headers.connection = 'Upgrade';
     headers.upgrade = upgradeTo;
   }
-  const peer = req.socket.remoteAddress ?? '';
-  const forwardedFor = joined(headers['x-forwarded-for']);
-  headers['x-forwarded-for'] = forwardedFor ? `${forwardedFor}, ${peer}` : peer;
-  if (!headers['x-forwarded-proto']) headers['x-forwarded-proto'] = 'http';
-  if (!headers['x-forwarded-host'] && headers.host !== undefined) headers['x-forwarded-host'] = headers.host;
+  req.headers = headers;
 }
 
 /** The names a `Connection` value lists besides `keep-alive` and `close`, or undefined when there are none. */
@@ -84,28 +74,35 @@ const NOT_COPIED_UPSTREAM = new Set<string>([
 ]);
 
 /**
- * The headers of an upstream request, as the flat [name, value, …] list undici takes, under the
- * same rules as `prepareRequestHeaders` (which stays for the WebSocket path): `req.headers` is not
- * modified.
+ * The headers of an upstream request, as the flat [name, value, …] list undici takes: the one
+ * header policy, for HTTP/1.1 and HTTP/2 clients and upstreams and WebSocket handshakes alike.
+ * `req.headers` is not modified. An HTTP/2 client's pseudo-headers stay behind, its `:authority` becomes `Host`; `TE:
+ * trailers`, which gRPC servers require, goes on when the upstream leg is HTTP/2 (`keepTeTrailers`).
  */
-export function upstreamRequestHeaders(req: IncomingMessage): Array<string | string[]> {
+export function upstreamRequestHeaders(req: IncomingMessage | Http2ServerRequest, keepTeTrailers = false): Array<string | string[]> {
   const headers = req.headers;
   const listed = listedNames(headers.connection);
   const out: Array<string | string[]> = [];
   for (const name in headers) {
-    if (NOT_COPIED_UPSTREAM.has(name) || listed?.has(name) === true) continue;
+    if (NOT_COPIED_UPSTREAM.has(name) || listed?.has(name) === true || name.charCodeAt(0) === COLON) continue;
     const value = headers[name];
     if (value !== undefined) out.push(name, value);
   }
+  const host = headers.host ?? headers[':authority'];
+  if (headers.host === undefined && host !== undefined) out.push('host', host);
+  if (keepTeTrailers && headers.te !== undefined && /^\s*trailers\s*$/i.test(joined(headers.te) ?? '')) out.push('te', 'trailers');
   const peer = req.socket.remoteAddress ?? '';
   const forwardedFor = keptValue(headers, listed, 'x-forwarded-for');
   out.push('x-forwarded-for', forwardedFor ? `${forwardedFor}, ${peer}` : peer);
   out.push('x-forwarded-proto', keptValue(headers, listed, 'x-forwarded-proto') || 'http');
   const forwardedHost = keptValue(headers, listed, 'x-forwarded-host');
   if (forwardedHost) out.push('x-forwarded-host', forwardedHost);
-  else if (headers.host !== undefined) out.push('x-forwarded-host', headers.host);
+  else if (host !== undefined) out.push('x-forwarded-host', host);
   return out;
 }
+
+/** Pseudo-header names (`:method`, `:authority`, …) start with a colon. */
+const COLON = 0x3a;
 
 function keptValue(headers: IncomingHttpHeaders, listed: Set<string> | undefined, name: string): string | undefined {
   return listed?.has(name) === true ? undefined : joined(headers[name]);
@@ -117,6 +114,8 @@ const NOT_RELAYED = new Set<string>(['connection', 'keep-alive', 'proxy-connecti
 export interface ResponseFraming {
   /** An HTTP/1.0 client: it cannot take chunked framing, so `Transfer-Encoding` is dropped (Node closes instead). */
   readonly http10: boolean;
+  /** An HTTP/2 client: no connection-specific field at all (RFC 9113 §8.2.2), `Transfer-Encoding` included. */
+  readonly http2?: boolean;
   /** The response can carry trailers to this client (a body, HTTP/1.1): `Trailer` may be relayed. */
   readonly trailersPossible: boolean;
 }
@@ -142,7 +141,7 @@ export function relayedResponseHeaders(raw: readonly Buffer[], framing: Response
       trailer = trailer === undefined ? value : `${trailer}, ${value}`;
     } else if (name === 'transfer-encoding') {
       chunked = /chunked\s*$/i.test(value);
-      if (!framing.http10) out.push(name, value);
+      if (!framing.http10 && framing.http2 !== true) out.push(name, value);
     } else if (!NOT_RELAYED.has(name)) {
       out.push(name, value);
     }

@@ -3,7 +3,11 @@
  * response, straight from undici's raw header Buffers: no header objects.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerResponse } from 'node:http2';
 import { relayedResponseHeaders, relayedTrailers } from './headers.js';
+
+/** HTTP/2 frames bodies itself and has no reason phrase: no Transfer-Encoding, no Trailer announcement. */
+const HTTP2_FRAMING = { http10: false, trailersPossible: false, http2: true } as const;
 
 /** A reason phrase Node accepts as it is; any other gets the standard one for the status. */
 const REASON_PHRASE = /^[\t\x20-\x7e]*$/;
@@ -46,5 +50,21 @@ export function relayTrailers(res: ServerResponse, raw: readonly Buffer[]): void
     res.addTrailers(trailers);
   } catch {
     // A trailer field Node refuses is dropped; the response itself is complete.
+  }
+}
+
+/** The head of a response to an HTTP/2 client: the same fields, no connection-specific ones, no reason phrase. */
+export function writeResponseHeadHttp2(res: Http2ServerResponse, status: number, raw: readonly Buffer[]): void {
+  res.writeHead(status, relayedResponseHeaders(raw, HTTP2_FRAMING) as unknown as Record<string, string>);
+}
+
+/** Trailers to an HTTP/2 client (gRPC's grpc-status among them), which the compatibility API takes as an object. */
+export function relayTrailersHttp2(res: Http2ServerResponse, raw: readonly Buffer[]): void {
+  const trailers: Record<string, string> = {};
+  for (const [name, value] of relayedTrailers(raw)) trailers[name] = name in trailers ? `${trailers[name]}, ${value}` : value;
+  try {
+    res.addTrailers(trailers);
+  } catch {
+    // A trailer field nghttp2 refuses is dropped; the response itself is complete.
   }
 }

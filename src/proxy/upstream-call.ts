@@ -13,13 +13,14 @@ import { type Abort, UpstreamHandler, type UpstreamPool, type UpstreamRequest } 
 
 /** What the upstream leg of every exchange of an app uses. */
 export interface UpstreamCallContext {
-  readonly pool: UpstreamPool;
   readonly metrics: MetricsRecorder;
 }
 
 export abstract class UpstreamCall<C extends UpstreamCallContext> extends UpstreamHandler {
   protected readonly ctx: C;
   protected readonly request: UpstreamRequest;
+  /** The leg this request goes on: undici's HTTP/1.1 pool or the HTTP/2 sessions. */
+  protected readonly pool: UpstreamPool;
   /** Upstream side over: complete, failed or aborted (until a retry starts it again). */
   protected upstreamDone = false;
   /** Dispatched, and no connection yet (counted in the pending-requests gauge). */
@@ -30,10 +31,11 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
   private responseStarted = false;
   private retried = false;
 
-  constructor(ctx: C, request: UpstreamRequest) {
+  constructor(ctx: C, request: UpstreamRequest, pool: UpstreamPool) {
     super();
     this.ctx = ctx;
     this.request = request;
+    this.pool = pool;
     this.retryable = isRetryable(request.method, request.body !== null);
   }
 
@@ -45,8 +47,8 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
   protected send(fresh: boolean): void {
     this.waiting = true;
     this.ctx.metrics.upstreamWaiting(1);
-    if (fresh) this.ctx.pool.dispatchFresh(this.request, this);
-    else this.ctx.pool.dispatch(this.request, this);
+    if (fresh) this.pool.dispatchFresh(this.request, this);
+    else this.pool.dispatch(this.request, this);
   }
 
   protected stopWaiting(): void {
@@ -74,7 +76,7 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
       abort();
       return;
     }
-    this.reusedConnection = !this.ctx.pool.opening;
+    this.reusedConnection = !this.pool.opening;
     this.connected();
   }
 

@@ -63,6 +63,17 @@ const BY_CODE: Readonly<Record<string, UpstreamFailureKind>> = {
   UND_ERR_BODY_TIMEOUT: 'idle_timeout',
   UND_ERR_HEADERS_OVERFLOW: 'protocol',
   UND_ERR_RESPONSE_EXCEEDED_MAX_SIZE: 'protocol',
+  // node:http2 (the HTTP/2 leg, h2-upstream.ts). A stream the upstream reset (RST_STREAM, any code), a
+  // GOAWAY with an error code, a session that closed or was refused: the connection or stream broke.
+  ERR_HTTP2_STREAM_ERROR: 'reset',
+  ERR_HTTP2_STREAM_CANCEL: 'reset',
+  ERR_HTTP2_SESSION_ERROR: 'reset',
+  ERR_HTTP2_GOAWAY_SESSION: 'reset',
+  ERR_HTTP2_INVALID_SESSION: 'reset',
+  // nghttp2 refused what the upstream sent ("Protocol error": e.g. an HTTP/1 server answering h2c),
+  // or it sent too many invalid frames: an answer that is not HTTP/2.
+  ERR_HTTP2_ERROR: 'protocol',
+  ERR_HTTP2_TOO_MANY_INVALID_FRAMES: 'protocol',
 };
 
 /** undici's SocketError for an answer no request asked for: a 101 without an upgrade, a 100 in place of a response. */

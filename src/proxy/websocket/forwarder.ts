@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import type { ProxyServer } from 'http-proxy-3';
 import type { Logger } from 'pino';
 import type { MetricsRecorder } from '../../metrics/recorder.js';
-import { prepareRequestHeaders } from '../headers.js';
+import { prepareWebSocketHeaders } from '../headers.js';
 import { createHandshakeProxy } from './handshake-proxy.js';
 import { type HandshakeGuard, type HandshakeTimeouts, createHandshakeGuard } from './handshake-timeouts.js';
 import { type SessionDeps, type UpgradeRequest, WebSocketSession } from './session.js';
@@ -96,7 +96,7 @@ export function createWebSocketForwarder(options: WebSocketForwarderOptions): We
         return;
       }
       req.url = url;
-      prepareRequestHeaders(req, true);
+      prepareWebSocketHeaders(req);
       proxy.ws(req, socket, head, {}, onProxyError);
     },
   };

@@ -51,6 +51,7 @@ export class SessionRecord {
       requestBytes: 0,
       responseBytes: 0,
       traceparent: request.traceparent,
+      protocolVersion: '1.1',
     });
   }
 

@@ -1,0 +1,46 @@
+/**
+ * The client's side of an exchange, whichever protocol it speaks: Node's HTTP/1.1 request and
+ * response, or the HTTP/2 compatibility API's. The exchange holds one of each and asks here where
+ * the two differ: how a response head and trailers are written, and what the client's version is.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
+import { relayTrailers, relayTrailersHttp2, writeResponseHead, writeResponseHeadHttp2 } from './response-relay.js';
+
+export type ClientRequest = IncomingMessage | Http2ServerRequest;
+export type ClientResponse = ServerResponse | Http2ServerResponse;
+export type ProtocolVersion = '1.0' | '1.1' | '2';
+
+export function isHttp2(res: ClientResponse): res is Http2ServerResponse {
+  return res instanceof Http2ServerResponse;
+}
+
+export function protocolVersionOf(req: ClientRequest): ProtocolVersion {
+  if (req.httpVersionMajor === 2) return '2';
+  return req.httpVersionMinor === 0 ? '1.0' : '1.1';
+}
+
+/** Whether the request carries a body: HTTP/1.1 frames it in headers, HTTP/2 by leaving the stream open. */
+export function hasBody(req: ClientRequest): boolean {
+  if (req.httpVersionMajor === 2) return !(req as Http2ServerRequest).stream.endAfterHeaders;
+  const { headers } = req;
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const length = headers['content-length'];
+  return length !== undefined && length !== '0' && Number(length) > 0;
+}
+
+/** The upstream's response head onto the client's response; throws what Node throws for a head it refuses. */
+export function writeHead(res: ClientResponse, req: ClientRequest, status: number, raw: readonly Buffer[], statusText: string, draining: boolean): void {
+  if (isHttp2(res)) writeResponseHeadHttp2(res, status, raw);
+  else writeResponseHead(res, req as IncomingMessage, status, raw, statusText, draining);
+}
+
+export function writeTrailers(res: ClientResponse, raw: readonly Buffer[]): void {
+  if (isHttp2(res)) relayTrailersHttp2(res, raw);
+  else relayTrailers(res, raw);
+}
+
+/** HTTP/1.1: the connection closes after this response (an unread upload). HTTP/2 streams need nothing. */
+export function closeConnectionAfter(res: ClientResponse): void {
+  if (!isHttp2(res)) res.shouldKeepAlive = false;
+}

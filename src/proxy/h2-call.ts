@@ -1,0 +1,308 @@
+/**
+ * One request on the HTTP/2 upstream leg: it waits for a stream slot, gets a
+ * stream, streams its body up while the response streams down (full duplex,
+ * as gRPC needs), and drives the UpstreamHandler hooks as undici's HTTP/1
+ * client does, so HttpExchange runs over it unchanged:
+ * onConnect(abort) → onBodySent* → onRequestSent, concurrently with
+ * onResponseStarted → onHeaders → onData* → onComplete(trailers), or one onError.
+ * After an abort, or any failure, the handler hears nothing more but that one
+ * onError. The listeners are the call's own arrow-function fields: one object per request.
+ */
+import { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, constants } from 'node:http2';
+import type { Readable } from 'node:stream';
+import { type H2Origin, h2RequestHeaders, headerObjectBuffers, rawHeaderBuffers } from './h2-headers.js';
+import type { UpstreamHandler, UpstreamRequest } from './upstream-pool.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
+
+/** Waiting for a stream slot, on a stream, or over: completed, failed or aborted. */
+export type CallPhase = 'queued' | 'streaming' | 'done';
+/** The request body: not (yet) read, being streamed up, all written. */
+type UploadPhase = 'idle' | 'streaming' | 'sent';
+
+/** A stream slot a session reserved for a call: the call gives it back exactly once. */
+export interface StreamSlot {
+  open(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream;
+  release(): void;
+  /** The session under the stream is gone: a stream that ends now was cut, not finished. */
+  readonly gone: boolean;
+}
+
+/** What a call needs from the pool that runs it. */
+export interface CallHost {
+  /** Sends a call again, once, on whichever session has room (see `refusedUnprocessed`). */
+  resubmit(call: H2Call): void;
+  /** A handler's exception nobody else can take. */
+  readonly onStrayError: (err: Error) => void;
+}
+
+function codedError(message: string, code: string, extra?: Record<string, unknown>): Error {
+  return Object.assign(new Error(message), { code, ...extra });
+}
+
+/** What the handler hears when it aborts without saying why (undici's RequestAbortedError). */
+function abortedError(): Error {
+  return Object.assign(codedError('request aborted', 'ABORT_ERR'), { name: 'AbortError' });
+}
+
+/** The connection under a stream closed (a socket closed, or the session destroyed) before the response ended. */
+export function connectionLostError(): Error {
+  return codedError('upstream closed the HTTP/2 connection before the response completed', 'ECONNRESET');
+}
+
+/** node:http2 reports a peer's RST_STREAM(CANCEL) as no error at all: this gives it (and any code) one. */
+function streamResetError(rstCode: number): Error {
+  return codedError(`Stream closed with error code ${rstCode}`, 'ERR_HTTP2_STREAM_ERROR', { rstCode });
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export class H2Call {
+  phase: CallPhase = 'queued';
+  readonly request: UpstreamRequest;
+  private readonly host: CallHost;
+  private readonly handler: UpstreamHandler;
+  private readonly headers: OutgoingHttpHeaders;
+  private upload: UploadPhase = 'idle';
+  private slot: StreamSlot | undefined = undefined;
+  private stream: ClientHttp2Stream | undefined = undefined;
+  private attempts = 0;
+  private bodyBytes = 0;
+  private responded = false;
+  private trailers: Buffer[] | null = null;
+
+  constructor(host: CallHost, origin: H2Origin, request: UpstreamRequest, handler: UpstreamHandler) {
+    this.host = host;
+    this.request = request;
+    this.handler = handler;
+    this.headers = h2RequestHeaders(origin, request.method, request.path, request.headers);
+  }
+
+  /** Gets the stream on `slot` (already reserved): onConnect first, and no stream if the handler aborts in it. */
+  start(slot: StreamSlot): void {
+    if (this.phase !== 'queued') {
+      slot.release();
+      return;
+    }
+    this.phase = 'streaming';
+    this.slot = slot;
+    if (this.attempts++ === 0) {
+      try {
+        this.handler.onConnect(this.abort);
+      } catch (err) {
+        this.cancel(asError(err));
+      }
+      if (this.phase !== 'streaming') {
+        this.releaseSlot();
+        return;
+      }
+    }
+    const { body } = this.request;
+    let stream: ClientHttp2Stream;
+    try {
+      stream = slot.open(this.headers, body === null || this.upload === 'sent');
+    } catch (err) {
+      // A header node:http2 refuses, or a session that closed a moment ago: nothing was sent.
+      this.releaseSlot();
+      this.fail(asError(err));
+      return;
+    }
+    this.stream = stream;
+    stream.on('response', this.onResponse);
+    stream.on('trailers', this.onTrailers);
+    stream.on('end', this.onEnd);
+    stream.on('close', this.onClose);
+    // Read in 'close' (stream.errored); a listener is needed all the same, or node:events throws it.
+    stream.on('error', ignore);
+    if (body !== null && this.upload !== 'sent') this.sendBody(body, stream);
+    else if (this.attempts === 1) this.requestSent(); // said once, not again for a retry
+  }
+
+  /** Fails a call that never got a stream (or whose stream could not open), unless it is over already. */
+  fail(err: Error): void {
+    if (this.phase === 'done') return;
+    this.phase = 'done';
+    this.detachBody();
+    try {
+      this.handler.onError(err);
+    } catch (thrown) {
+      this.host.onStrayError(asError(thrown));
+    }
+  }
+
+  /** Handed to the handler in onConnect (bound): cancels the call from then on. */
+  readonly abort = (err?: Error): void => {
+    this.cancel(err);
+  };
+
+  private readonly resume = (): void => {
+    if (this.phase === 'streaming') this.stream?.resume();
+  };
+
+  private cancel(err: Error | undefined): void {
+    if (this.phase === 'done') return;
+    // RST_STREAM(CANCEL): the upstream sees its call cancelled, as a gRPC client's own cancel would.
+    this.stream?.close(NGHTTP2_CANCEL);
+    this.fail(err ?? abortedError());
+  }
+
+  private releaseSlot(): void {
+    const { slot } = this;
+    this.slot = undefined;
+    slot?.release();
+  }
+
+  // ---- the request body, up
+
+  private sendBody(body: Readable, stream: ClientHttp2Stream): void {
+    if (body.readableEnded) {
+      this.onBodyEnd();
+      return;
+    }
+    if (body.destroyed) {
+      this.cancel(body.errored ?? abortedError());
+      return;
+    }
+    this.upload = 'streaming';
+    stream.on('drain', this.onDrain);
+    body.on('data', this.onBodyData);
+    body.on('end', this.onBodyEnd);
+    body.on('close', this.onBodyClose);
+    body.on('error', ignore); // seen in 'close' as body.errored
+  }
+
+  private readonly onBodyData = (chunk: Buffer): void => {
+    const { stream } = this;
+    if (this.phase !== 'streaming' || stream === undefined) return;
+    this.bodyBytes += chunk.length;
+    const more = stream.write(chunk);
+    try {
+      this.handler.onBodySent(chunk);
+    } catch (err) {
+      this.cancel(asError(err));
+      return;
+    }
+    if (!more) this.request.body?.pause();
+  };
+
+  private readonly onDrain = (): void => {
+    if (this.upload === 'streaming') this.request.body?.resume();
+  };
+
+  private readonly onBodyEnd = (): void => {
+    this.detachBody();
+    this.upload = 'sent';
+    if (this.phase !== 'streaming') return;
+    this.stream?.end();
+    this.requestSent();
+  };
+
+  /** The client's body closed before its end: the client is gone, and so is the upstream call. */
+  private readonly onBodyClose = (): void => {
+    if (this.upload === 'streaming') this.cancel(this.request.body?.errored ?? abortedError());
+  };
+
+  private requestSent(): void {
+    try {
+      this.handler.onRequestSent();
+    } catch (err) {
+      this.cancel(asError(err));
+    }
+  }
+
+  private detachBody(): void {
+    if (this.upload !== 'streaming') return;
+    this.upload = 'idle';
+    const { body } = this.request;
+    this.stream?.off('drain', this.onDrain);
+    if (body === null) return;
+    body.off('data', this.onBodyData);
+    body.off('end', this.onBodyEnd);
+    body.off('close', this.onBodyClose);
+    body.off('error', ignore);
+  }
+
+  // ---- the response, down
+
+  private readonly onResponse = (headers: IncomingHttpHeaders & { ':status'?: number }, _flags: number, raw?: string[]): void => {
+    const { stream } = this;
+    if (this.phase !== 'streaming' || stream === undefined) return;
+    this.responded = true;
+    let more: boolean;
+    try {
+      this.handler.onResponseStarted();
+      more = this.handler.onHeaders(Number(headers[':status']), raw === undefined ? headerObjectBuffers(headers) : rawHeaderBuffers(raw), this.resume, '');
+    } catch (err) {
+      this.cancel(asError(err));
+      return;
+    }
+    if (this.phase !== 'streaming') return;
+    if (!more) stream.pause();
+    stream.on('data', this.onData);
+  };
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.phase !== 'streaming') return;
+    let more: boolean;
+    try {
+      more = this.handler.onData(chunk);
+    } catch (err) {
+      this.cancel(asError(err));
+      return;
+    }
+    if (!more && this.phase === 'streaming') this.stream?.pause();
+  };
+
+  private readonly onTrailers = (_headers: IncomingHttpHeaders, _flags: number, raw?: string[]): void => {
+    this.trailers = raw === undefined ? headerObjectBuffers(_headers) : rawHeaderBuffers(raw);
+  };
+
+  private readonly onEnd = (): void => {
+    const { stream } = this;
+    if (this.phase !== 'streaming' || stream === undefined) return;
+    // node:http2 also ends the readable side of a stream whose session died under it: that is 'close''s to report.
+    if (!this.responded || stream.destroyed || stream.rstCode !== NGHTTP2_NO_ERROR) return;
+    this.phase = 'done';
+    if (this.upload === 'streaming') {
+      // Answered before the whole upload: the rest is not wanted (RFC 9113 §8.1), so stop sending it.
+      this.detachBody();
+      stream.close(NGHTTP2_NO_ERROR);
+    }
+    try {
+      this.handler.onComplete(this.trailers);
+    } catch (err) {
+      this.host.onStrayError(asError(err));
+    }
+  };
+
+  private readonly onClose = (): void => {
+    const { stream, slot } = this;
+    this.stream = undefined;
+    this.releaseSlot();
+    if (this.phase !== 'streaming' || stream === undefined) return;
+    if (this.refusedUnprocessed(stream)) {
+      this.detachBody();
+      this.phase = 'queued';
+      this.host.resubmit(this);
+      return;
+    }
+    if (stream.errored !== null) this.fail(stream.errored);
+    else if (slot?.gone === true) this.fail(connectionLostError());
+    else this.fail(streamResetError(stream.rstCode));
+  };
+
+  /**
+   * REFUSED_STREAM (a stream over the peer's limit, or above the last stream id of its GOAWAY) means
+   * the upstream did not process it at all (RFC 9113 §8.7): sent once more, transparently, on a
+   * session that takes new streams (not one draining after its GOAWAY). Once only, and only when
+   * nothing of the body has been read from the client yet (those bytes could not be sent twice)
+   * and no answer has begun.
+   */
+  private refusedUnprocessed(stream: ClientHttp2Stream): boolean {
+    return stream.rstCode === NGHTTP2_REFUSED_STREAM && this.attempts === 1 && this.bodyBytes === 0 && !this.responded;
+  }
+}
+
+function ignore(): void {}

@@ -1,0 +1,265 @@
+/**
+ * The HTTP/2 upstream leg: an UpstreamPool (upstream-pool.ts) on node:http2's
+ * client, driving the same UpstreamHandler hooks as undici, so HttpExchange
+ * runs over it unchanged; full duplex, as gRPC needs.
+ *
+ * - `http://` upstreams get h2c with prior knowledge, `https://` ones TLS with
+ *   ALPN h2, SNI on the upstream's own name (none for an IP), certificate
+ *   checks on: the rules of upstream-pool.ts's connector.
+ * - At most `maxSessions` sessions per upstream. A call goes to the first open
+ *   session under the peer's MAX_CONCURRENT_STREAMS; when there is none it
+ *   waits in one FIFO queue, and a new session opens only when every session
+ *   is full and none is still connecting or waiting for the peer's SETTINGS.
+ * - A session that got a GOAWAY takes no new streams (those in flight finish);
+ *   the next call that finds no room opens a new one. Idle sessions hold no
+ *   reference on the event loop and close after `idleTimeoutMs`.
+ * - `opening` is true inside `onConnect` for the calls started on a session
+ *   that was opened while they waited and on which no stream has ended yet.
+ */
+import { isIP } from 'node:net';
+import { InvalidValueError } from '../errors.js';
+import { H2Call, connectionLostError } from './h2-call.js';
+import type { H2Origin } from './h2-headers.js';
+import { H2Session, type H2Target, type SessionOwner } from './h2-sessions.js';
+import type { UpstreamHandler, UpstreamPool, UpstreamRequest } from './upstream-pool.js';
+
+export interface H2UpstreamPoolOptions {
+  /** `http://` (h2c, prior knowledge) or `https://` (TLS, ALPN h2). */
+  readonly upstream: URL;
+  /** TCP connect and TLS handshake of a new session; 0 = off. */
+  readonly connectTimeoutMs: number;
+  /** A handler's exception no request could take: logged, never thrown. */
+  readonly onStrayError: (err: Error) => void;
+  /** Sessions to the upstream at most; default 4. */
+  readonly maxSessions?: number;
+  /** An idle session closes after this; default 4000 ms, the HTTP/1 pool's keep-alive. */
+  readonly idleTimeoutMs?: number;
+}
+
+const DEFAULT_MAX_SESSIONS = 4;
+const DEFAULT_IDLE_TIMEOUT_MS = 4_000;
+
+function poolClosedError(): Error {
+  return Object.assign(new Error('the upstream pool is closed'), { code: 'ERR_HTTP2_INVALID_SESSION' });
+}
+
+/** Calls waiting for a stream slot, first come first served; aborted ones are dropped when reached. */
+class CallQueue {
+  private items: Array<H2Call | undefined> = [];
+  private head = 0;
+
+  push(call: H2Call): void {
+    this.items.push(call);
+  }
+
+  /** The first call still waiting, taken off the queue. */
+  shift(): H2Call | undefined {
+    const call = this.peek();
+    if (call !== undefined) this.items[this.head++] = undefined;
+    return call;
+  }
+
+  /** The first call still waiting, left on the queue. */
+  peek(): H2Call | undefined {
+    while (this.head < this.items.length) {
+      const call = this.items[this.head];
+      if (call !== undefined && call.phase === 'queued') return call;
+      this.items[this.head++] = undefined;
+    }
+    if (this.head > 0) {
+      this.items = [];
+      this.head = 0;
+    }
+    return undefined;
+  }
+}
+
+class H2UpstreamPool implements UpstreamPool, SessionOwner {
+  opening = false;
+  readonly servername: string;
+  readonly onStrayError: (err: Error) => void;
+  private readonly target: H2Target;
+  private readonly origin: H2Origin;
+  private readonly maxSessions: number;
+  /** Sessions that take (or will take) new streams: connecting or open. */
+  private readonly usable: H2Session[] = [];
+  /** Every session not closed yet, usable or draining or dedicated. */
+  private readonly live = new Set<H2Session>();
+  /** The call of each dedicated session that has not connected yet. */
+  private readonly dedicatedCalls = new Map<H2Session, H2Call>();
+  private readonly queue = new CallQueue();
+  private closed = false;
+  private allClosed: (() => void) | undefined = undefined;
+
+  constructor(target: H2Target, origin: H2Origin, servername: string, options: H2UpstreamPoolOptions) {
+    this.target = target;
+    this.origin = origin;
+    this.servername = servername;
+    this.onStrayError = options.onStrayError;
+    this.maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+  }
+
+  dispatch(request: UpstreamRequest, handler: UpstreamHandler): void {
+    this.resubmit(new H2Call(this, this.origin, request, handler));
+  }
+
+  dispatchFresh(request: UpstreamRequest, handler: UpstreamHandler): void {
+    const call = new H2Call(this, this.origin, request, handler);
+    if (this.closed) {
+      call.fail(poolClosedError());
+      return;
+    }
+    const session = this.openSession(true);
+    this.dedicatedCalls.set(session, call);
+    session.connect();
+  }
+
+  /** A new call, or one sent again after REFUSED_STREAM: a free slot now, or the queue. */
+  resubmit(call: H2Call): void {
+    if (this.closed) {
+      call.fail(poolClosedError());
+      return;
+    }
+    if (this.queue.peek() === undefined) {
+      for (const session of this.usable) {
+        if (session.hasRoom()) {
+          session.reserve();
+          call.start(session);
+          return;
+        }
+      }
+    }
+    this.queue.push(call);
+    this.grow();
+  }
+
+  // ---- what sessions report
+
+  sessionReady(session: H2Session): void {
+    const call = this.dedicatedCalls.get(session);
+    if (call !== undefined) {
+      this.dedicatedCalls.delete(session);
+      this.startOn(session, call, true);
+    } else if (!session.dedicated) {
+      this.pump(session);
+    }
+  }
+
+  streamReleased(session: H2Session): void {
+    if (session.dedicated) session.retire();
+    else this.pump(session);
+  }
+
+  sessionRetired(session: H2Session): void {
+    this.forget(session);
+    this.grow();
+  }
+
+  sessionClosed(session: H2Session, err: Error | undefined): void {
+    this.forget(session);
+    this.live.delete(session);
+    const call = this.dedicatedCalls.get(session);
+    if (call !== undefined) {
+      this.dedicatedCalls.delete(session);
+      call.fail(err ?? poolClosedError());
+    } else if (!session.settled && !session.dedicated && this.usable.length === 0) {
+      // It never became a working session (refused, timed out, not HTTP/2), and no other is coming:
+      // the waiting calls fail with its error, rather than each opening a session that fails alike.
+      const reason = err ?? connectionLostError();
+      for (let waiting = this.queue.shift(); waiting !== undefined; waiting = this.queue.shift()) waiting.fail(reason);
+    }
+    if (this.live.size === 0) this.allClosed?.();
+    this.grow();
+  }
+
+  // ---- queue and sessions
+
+  private startOn(session: H2Session, call: H2Call, opening: boolean): void {
+    session.reserve();
+    this.opening = opening;
+    try {
+      call.start(session);
+    } finally {
+      this.opening = false;
+    }
+  }
+
+  /** Gives a session's free slots to the waiting calls, oldest first. */
+  private pump(session: H2Session): void {
+    while (session.hasRoom()) {
+      const call = this.queue.shift();
+      if (call === undefined) return;
+      this.startOn(session, call, session.fresh);
+    }
+    this.grow();
+  }
+
+  /** Opens a session for the waiting calls, if every session is full and the bound allows. */
+  private grow(): void {
+    if (this.closed || this.usable.length >= this.maxSessions || this.queue.peek() === undefined) return;
+    for (const session of this.usable) if (session.pending || session.hasRoom()) return;
+    const session = this.openSession(false);
+    this.usable.push(session);
+    session.connect();
+  }
+
+  private openSession(dedicated: boolean): H2Session {
+    const session = new H2Session(this.target, this, dedicated);
+    this.live.add(session);
+    return session;
+  }
+
+  private forget(session: H2Session): void {
+    const at = this.usable.indexOf(session);
+    if (at !== -1) this.usable.splice(at, 1);
+  }
+
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      const err = poolClosedError();
+      for (let call = this.queue.shift(); call !== undefined; call = this.queue.shift()) call.fail(err);
+      for (const session of [...this.live]) session.shutdown(err);
+    }
+    if (this.live.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const before = this.allClosed;
+      this.allClosed = () => {
+        before?.();
+        resolve();
+      };
+    });
+  }
+}
+
+export function createH2UpstreamPool(options: H2UpstreamPoolOptions): UpstreamPool {
+  const { upstream } = options;
+  if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') {
+    throw new InvalidValueError('upstream', upstream.href, 'expected an http:// or https:// URL');
+  }
+  checkCount('maxSessions', options.maxSessions, 1);
+  checkCount('idleTimeoutMs', options.idleTimeoutMs, 0);
+  checkCount('connectTimeoutMs', options.connectTimeoutMs, 0);
+  const tls = upstream.protocol === 'https:';
+  const host = upstream.hostname.replace(/^\[|\]$/g, '');
+  const port = upstream.port === '' ? (tls ? 443 : 80) : Number(upstream.port);
+  // No SNI for an IP address (RFC 6066); the certificate is then checked against the IP.
+  const sni = isIP(host) === 0 ? host : undefined;
+  const target: H2Target = {
+    origin: `${upstream.protocol}//${upstream.host}`,
+    host,
+    port,
+    tls,
+    servername: sni,
+    connectTimeoutMs: options.connectTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+  };
+  const origin: H2Origin = { scheme: tls ? 'https' : 'http', authority: upstream.host };
+  return new H2UpstreamPool(target, origin, sni ?? host, options);
+}
+
+function checkCount(option: string, value: number | undefined, min: number): void {
+  if (value !== undefined && (!Number.isInteger(value) || value < min)) {
+    throw new InvalidValueError(option, value, `expected an integer >= ${min}`);
+  }
+}
