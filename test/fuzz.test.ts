@@ -11,6 +11,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { LOOPBACK, startListening } from './bin.js';
 import { httpRequest, parseExposition, startServer, until } from './helpers.js';
 import { DEFAULTS } from '../src/config/config.js';
+import { createListener } from '../src/http/listener.js';
 import { createPathClassifier } from '../src/http/paths.js';
 import { checkRequest, isPoisoned, poison } from '../src/http/request-checks.js';
 import { payload, random } from './fuzz-input.js';
@@ -28,26 +29,36 @@ const CONNECTIONS = 32;
 async function startReference(): Promise<{ port: number; forwarded: () => number; close: () => Promise<void> }> {
   const classify = createPathClassifier(DEFAULTS.apiPrefix, [DEFAULTS.metricsPath, '/healthz', '/readyz']);
   let forwarded = 0;
-  // The same framing checks the router applies (they have tests of their own in hostile.test.ts).
-  const server = createServer({ maxHeaderSize: DEFAULTS.maxHeaderSize, insecureHTTPParser: false }, (req, res) => {
-    if (isPoisoned(req)) {
-      req.socket.destroy();
-      return;
-    }
-    const refusal = checkRequest(req);
-    if (refusal?.poison === true) poison(req);
-    if (refusal === undefined && classify(req.url ?? '').kind === 'forward') forwarded++;
-    req.resume();
-    if (refusal?.poison === true) res.shouldKeepAlive = false;
-    res.end();
-  });
-  server.maxHeadersCount = 0;
-  server.on('upgrade', (req, socket: Socket) => {
-    const websocket =
-      req.method === 'GET' && req.headers.upgrade?.toLowerCase() === 'websocket' && typeof req.headers['sec-websocket-key'] === 'string';
-    if (websocket && checkRequest(req) === undefined && classify(req.url ?? '').kind === 'forward') forwarded++;
-    socket.destroy();
-  });
+  // The same framing checks the router applies (they have tests of their own in hostile.test.ts), behind
+  // the proxy's own listener: the HTTP/2 preface split and the replay of declined upgrades (tested in
+  // h2c-upgrade.test.ts) decide which requests exist, as they do in the proxy.
+  const listener = createListener(
+    {
+      onRequest(req, res) {
+        if (isPoisoned(req)) {
+          req.socket.destroy();
+          return;
+        }
+        const refusal = checkRequest(req);
+        if (refusal?.poison === true) poison(req);
+        if (refusal === undefined && classify(req.url ?? '').kind === 'forward') forwarded++;
+        req.resume();
+        if (refusal?.poison === true) res.shouldKeepAlive = false;
+        res.end();
+      },
+      onUpgrade(req, socket) {
+        const websocket =
+          req.method === 'GET' && req.headers.upgrade?.toLowerCase() === 'websocket' && typeof req.headers['sec-websocket-key'] === 'string';
+        if (websocket && checkRequest(req) === undefined && classify(req.url ?? '').kind === 'forward') forwarded++;
+        socket.destroy();
+      },
+      onHttp2Request(_req, res) {
+        res.stream.close();
+      },
+    },
+    { ...DEFAULTS, idleTimeoutMs: 0, maxConcurrentStreams: DEFAULTS.http2MaxConcurrentStreams },
+  );
+  const server = listener.server;
   server.on('connect', (_req, socket: Socket) => socket.destroy());
   const running = await startServer(server);
   return { port: running.port, forwarded: () => forwarded, close: running.close };

@@ -330,11 +330,15 @@ describe('hop-by-hop headers', () => {
     await expectStillServing(rig.proxy, rig.crashes);
   });
 
-  it('treats Connection: upgrade with a non-websocket Upgrade as a refused upgrade, not forwarded', async () => {
+  it('answers a request with a non-websocket Upgrade as a plain request: Upgrade and its Connection token not forwarded', async () => {
     const rig = await startRig();
-    const answer = await rawExchange(rig.proxy.port, 'GET /api/h HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: foo\r\n\r\n');
-    expect(parseResponse(answer).status).toBe(400);
-    expect(rig.bytesForwarded()).toBe(0);
+    const answer = await rawExchange(rig.proxy.port, 'GET /api/h HTTP/1.1\r\nhost: x\r\nconnection: upgrade, x-kept\r\nupgrade: foo\r\nx-kept: no\r\n\r\n');
+    expect(parseResponse(answer).status).toBe(200);
+    const seen = rig.received[0]?.headers ?? {};
+    expect(rig.received.map((r) => r.url)).toEqual(['/api/h']);
+    expect(seen.upgrade).toBeUndefined();
+    expect(seen['x-kept']).toBeUndefined();
+    expect(seen.connection).toBe('keep-alive');
     await expectStillServing(rig.proxy, rig.crashes);
   });
 

@@ -165,7 +165,13 @@ describe('upstream timeouts', () => {
     const text = await proxy.metrics();
     expect(upstreamErrors(text, 'idle_timeout')).toBe(1);
     expect(upstreamErrors(text, 'response_timeout')).toBe(0);
-    const labels = { http_request_method: 'GET', http_response_status_code: '200', http_route: '/api/stall', error_type: 'idle_timeout' };
+    const labels = {
+      http_request_method: 'GET',
+      http_response_status_code: '200',
+      http_route: '/api/stall',
+      error_type: 'idle_timeout',
+      network_protocol_version: '1.1',
+    };
     expect(sampleValue(text, 'http_server_request_duration_seconds_count', labels)).toBe(1);
   });
 

@@ -232,6 +232,7 @@ describe('a bounded upstream pool', () => {
         http_response_status_code: '499',
         http_route: '/api/held/leaving',
         error_type: '',
+        network_protocol_version: '1.1',
       }),
       (value) => value === 1,
     );

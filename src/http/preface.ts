@@ -40,6 +40,8 @@ class Sniffer {
     timeoutMs: number,
   ) {
     socket.on('data', this.onData);
+    // The server allows half-open connections (for HTTP/1.1): a client that leaves before a byte is closed here.
+    socket.on('end', this.onGone);
     socket.on('error', this.onGone);
     socket.on('close', this.onGone);
     this.timer = timeoutMs > 0 ? setTimeout(() => socket.destroy(), timeoutMs).unref() : undefined;
@@ -80,6 +82,7 @@ class Sniffer {
     clearTimeout(this.timer);
     this.split.pending.delete(this);
     this.socket.off('data', this.onData);
+    this.socket.off('end', this.onGone);
     this.socket.off('error', this.onGone);
     this.socket.off('close', this.onGone);
   }

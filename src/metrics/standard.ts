@@ -20,8 +20,6 @@ import { type UpstreamMetrics, createUpstreamMetrics } from './standard-upstream
 import { type WebSocketMetrics, createWebSocketMetrics } from './standard-websocket.js';
 
 export type { StandardRequest } from './standard-http.js';
-export { PROTOCOL_VERSIONS } from './standard-http.js';
-export type { RpcOutcome } from './standard-rpc.js';
 export { RETRIED_METHODS, UPSTREAM_ERROR_TYPES } from './standard-upstream.js';
 export type { Direction } from './standard-websocket.js';
 

@@ -127,7 +127,19 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     if (this.res.socket === null) {
       this.pipelined = true;
       finishWhenClosed((this.req as IncomingMessage).socket, this.onClientGone);
+      // One request of a connection upstream at a time, in order (as nginx and HAProxy forward them):
+      // this one goes when the response before it is done and Node hands its response the socket.
+      (this.res as ServerResponse).once('socket', () => this.dispatch());
+      return;
     }
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    if (this.phase === 'finished') return;
+    const { responseMs } = this.ctx.sweep.timeouts;
+    // A pipelined request's response clock starts when it can go, not while the one before it runs.
+    if (this.pipelined && responseMs > 0) this.responseDue = performance.now() + responseMs;
     this.ctx.sweep.watch(this);
     this.send(false);
   }

@@ -6,7 +6,8 @@
  * - open: takes streams up to the peer's MAX_CONCURRENT_STREAMS, assumed 1
  *   until its first SETTINGS arrive;
  * - draining: a GOAWAY came, or it was retired (idle, closing, stream ids
- *   running out): the streams in flight finish, no new ones start;
+ *   running out): the streams in flight finish, no new ones start, and it is
+ *   destroyed (our GOAWAY, then the socket) once they are over;
  * - closed.
  * The pool (h2-upstream.ts) decides which session a call goes to; each session
  * reports its changes to the pool. A session is a call's stream slot.
@@ -47,6 +48,8 @@ export type SessionPhase = 'connecting' | 'open' | 'draining' | 'closed';
 /** Client stream ids are the odd numbers below 2^31: a session is retired well before they run out. */
 const STREAM_BUDGET = 2 ** 30 - 1_024;
 const TCP_KEEP_ALIVE_MS = 60_000;
+/** How long a closed session's socket may wait for the peer to close its side. */
+const LINGER_MS = 1_000;
 
 function noH2Error(selected: string | false | null): Error {
   // The code OpenSSL gives when the upstream answers ALPN without h2; the same for one without ALPN at all.
@@ -72,6 +75,7 @@ export class H2Session implements StreamSlot {
   private session: ClientHttp2Session | undefined = undefined;
   private connectTimer: NodeJS.Timeout | undefined = undefined;
   private idleTimer: NodeJS.Timeout | undefined = undefined;
+  private lingerTimer: NodeJS.Timeout | undefined = undefined;
   private error: Error | undefined = undefined;
   private opened = 0;
 
@@ -152,6 +156,7 @@ export class H2Session implements StreamSlot {
 
   private readonly onSessionClose = (): void => {
     clearTimeout(this.idleTimer);
+    clearTimeout(this.lingerTimer);
     this.phase = 'closed';
     this.owner.sessionClosed(this, this.error);
   };
@@ -173,7 +178,9 @@ export class H2Session implements StreamSlot {
     this.active--;
     this.fresh = false;
     this.owner.streamReleased(this);
-    if (this.active === 0) this.idle();
+    if (this.active > 0) return;
+    if (this.phase === 'draining') this.terminate(undefined);
+    else this.idle();
   }
 
   /** No stream in flight: it no longer holds the process open, and closes after the idle timeout. */
@@ -193,16 +200,34 @@ export class H2Session implements StreamSlot {
     if (this.phase !== 'open') return;
     this.phase = 'draining';
     this.owner.sessionRetired(this);
-    // Sends our GOAWAY; node:http2 destroys the session once its last stream closes (at once if none).
-    this.session?.close();
+    if (this.active === 0) this.terminate(undefined);
   };
 
-  /** The pool closes: GOAWAY, and the streams still in flight end now with `err`. */
+  /**
+   * Ends the session: node:http2 sends our GOAWAY, ends the socket and destroys it, except after
+   * its own graceful close (on the peer's GOAWAY) where it waits for the peer to close its side:
+   * a peer that never does is not waited for long.
+   */
+  private terminate(err: Error | undefined): void {
+    if (this.lingerTimer !== undefined) return;
+    this.lingerTimer = setTimeout(this.destroySocket, LINGER_MS).unref();
+    if (err === undefined) this.session?.destroy();
+    else this.session?.destroy(err, constants.NGHTTP2_NO_ERROR);
+  }
+
+  private readonly destroySocket = (): void => {
+    this.socket?.destroy();
+  };
+
+  /** The pool closes: GOAWAY, the streams still in flight end now with `err`, and nothing lingers. */
   shutdown(err: Error): void {
-    if (this.phase === 'connecting') this.socket?.destroy(err);
-    else if (this.phase !== 'closed') {
-      this.retire();
-      if (this.active > 0) this.session?.destroy(err, constants.NGHTTP2_NO_ERROR);
+    if (this.phase === 'connecting') {
+      this.socket?.destroy(err);
+      return;
     }
+    if (this.phase === 'closed') return;
+    this.phase = 'draining';
+
+    if (this.session?.closed === true) this.destroySocket();
   }
 }
