@@ -33,7 +33,7 @@ import {
   writeHead,
   writeTrailers,
 } from './client-side.js';
-import { endGrpcCall, grpcStatusIn, grpcStatusOfFailure } from './grpc.js';
+import { endGrpcCall, grpcStatusIn, grpcStatusOfFailure, rpcOutcome } from './grpc.js';
 import { isGrpcServerError } from '../metrics/grpc-status.js';
 import { UpstreamCall, type UpstreamCallContext } from './upstream-call.js';
 import type { UpstreamFailure } from './upstream-errors.js';
@@ -324,20 +324,11 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       responseBytes: this.responseBytes,
       traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined,
       protocolVersion: this.protocolVersion,
-      ...(this.grpc ? { rpc: this.rpcOutcome(upstreamWasDone) } : {}),
+      ...(this.grpc ? { rpc: rpcOutcome(pathOf(req.url), this.grpcStatus, upstreamWasDone) } : {}),
     });
   }
 
-  /** A call without a status whose client left before the upstream was done was cancelled by the client. */
-  private rpcOutcome(upstreamWasDone: boolean) {
-    const cancelled = this.grpcStatus === undefined && !upstreamWasDone;
-    return { method: rpcMethodOf(this.req.url), grpcStatus: this.grpcStatus, cancelled };
-  }
+
 }
 
 function noop(): void {}
-
-/** `/package.Service/Method?x` → `package.Service/Method`. */
-function rpcMethodOf(url: string | undefined): string {
-  return pathOf(url).slice(1);
-}

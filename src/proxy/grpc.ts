@@ -64,3 +64,12 @@ export function endGrpcCall(res: Http2ServerResponse, status: number, message: s
   res.end();
   return true;
 }
+
+/**
+ * What the RPC metrics get of a call that ended: its method (`/package.Service/Method` →
+ * `package.Service/Method`), its status, and whether the client cancelled it: a call without a
+ * status whose client left before the upstream was done.
+ */
+export function rpcOutcome(path: string, grpcStatus: number | undefined, upstreamWasDone: boolean) {
+  return { method: path.slice(1), grpcStatus, cancelled: grpcStatus === undefined && !upstreamWasDone };
+}
