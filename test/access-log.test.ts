@@ -135,6 +135,7 @@ describe('accessLogLine', () => {
         requestBytes: 0,
         responseBytes: 0,
         traceparent: `00-${'0'.repeat(32)}-00f067aa0ba902b7-01`,
+        protocolVersion: '1.1',
       },
       '/api/x',
     );

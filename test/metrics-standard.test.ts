@@ -37,6 +37,7 @@ function durationCount(text: string, labels: Record<string, string>): number | u
     http_response_status_code: '200',
     http_route: '/api',
     error_type: '',
+    network_protocol_version: '1.1',
     ...labels,
   });
 }
@@ -121,7 +122,7 @@ describe('standard family (OpenTelemetry names)', () => {
       req.end(Buffer.alloc(200)); // chunked upload
     });
     const text = await proxy.metrics();
-    const labels = (method: string) => ({ http_request_method: method, http_route: '/api/upload' });
+    const labels = (method: string) => ({ http_request_method: method, http_route: '/api/upload', network_protocol_version: '1.1' });
     expect(sampleValue(text, 'http_server_request_body_size_bytes_sum', labels('POST'))).toBe(1000);
     expect(sampleValue(text, 'http_server_request_body_size_bytes_sum', labels('PUT'))).toBe(500);
     expect(sampleValue(text, 'http_server_response_body_size_bytes_sum', labels('POST'))).toBe(2000);
@@ -130,7 +131,11 @@ describe('standard family (OpenTelemetry names)', () => {
 
   it('records the request body bytes forwarded, not the Content-Length declared', async () => {
     const sizeSum = (text: string, method: string): number | undefined =>
-      sampleValue(text, 'http_server_request_body_size_bytes_sum', { http_request_method: method, http_route: '/api/upload' });
+      sampleValue(text, 'http_server_request_body_size_bytes_sum', {
+        http_request_method: method,
+        http_route: '/api/upload',
+        network_protocol_version: '1.1',
+      });
 
     // Nothing forwarded: the upstream refused the connection, the proxy answered itself.
     const unreachable = await startProxy(await deadUpstreamUrl());
