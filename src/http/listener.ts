@@ -32,6 +32,8 @@ export interface ListenerLimits extends ClientLimits {
   readonly http2IdleTimeoutMs: number;
 }
 
+function ignoreSocketError(): void {}
+
 export function createListener(handlers: ListenerHandlers, limits: ListenerLimits): Listener {
   const http2 = createHttp2Front(handlers.onHttp2Request, {
     maxConcurrentStreams: limits.maxConcurrentStreams,
@@ -42,8 +44,13 @@ export function createListener(handlers: ListenerHandlers, limits: ListenerLimit
   // Node's HTTP/1.1 handling, known once the sniffer is in front of it (below).
   const http1 = { handle: (socket: Socket): void => void socket.destroy() };
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    if (isWebSocketUpgrade(req)) handlers.onUpgrade(req, socket, head);
-    else replayWithoutUpgrade(req, socket, head, http1.handle);
+    if (isWebSocketUpgrade(req)) {
+      handlers.onUpgrade(req, socket, head);
+      return;
+    }
+    // Node took its error listener off the socket: a reset while the replay waits must not throw.
+    socket.on('error', ignoreSocketError);
+    replayWithoutUpgrade(req, socket, head, http1.handle);
   };
   const server = createHttpServer({ onRequest: handlers.onRequest, onUpgrade }, limits);
   // A client that sends nothing is closed after the same time as a request head that never ends.

@@ -8,7 +8,7 @@
  * pipelining as usual. (Node 24.9's `shouldUpgradeCallback` would decline it too, but loses the
  * requests pipelined behind it: measured on 24.21.)
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
@@ -44,8 +44,36 @@ export function headWithoutUpgrade(req: IncomingMessage): Buffer {
   return Buffer.from(`${head}\r\n`, 'latin1');
 }
 
-/** Hands an upgrade request's connection back to HTTP/1.1 handling, as if it had asked for no upgrade. */
+/**
+ * The response Node has attached to a connection while an answer to an earlier request is still
+ * going out. Node keeps it in the socket's `_httpMessage` (set while a response is pending, cleared
+ * when it finishes); no public API says whether a connection has an answer pending.
+ */
+function pendingResponse(socket: Duplex): ServerResponse | undefined {
+  const message = (socket as { _httpMessage?: ServerResponse | null })._httpMessage;
+  return message === null || message === undefined || message.writableFinished ? undefined : message;
+}
+
+/**
+ * Hands an upgrade request's connection back to HTTP/1.1 handling, as if it had asked for no
+ * upgrade. Node announces an upgrade as soon as it has read it, even pipelined behind a request
+ * whose answer is still going out: the replay waits for that answer (and any queued behind it), so
+ * answers leave in the order the requests came. Node reads nothing more from the socket meanwhile.
+ */
 export function replayWithoutUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, http1: (socket: Socket) => void): void {
+  const pending = pendingResponse(socket);
+  if (pending !== undefined) {
+    const retry = (): void => {
+      pending.off('finish', retry);
+      pending.off('close', retry);
+      // Node hands the socket to the next queued response right after 'finish': look again then.
+      setImmediate(() => replayWithoutUpgrade(req, socket, head, http1));
+    };
+    pending.once('finish', retry);
+    pending.once('close', retry);
+    return;
+  }
+  if (socket.destroyed) return;
   const replay = headWithoutUpgrade(req);
   socket.pause();
   socket.unshift(head.length === 0 ? replay : Buffer.concat([replay, head]));
