@@ -4,7 +4,8 @@
  * the two differ: how a response head and trailers are written, and what the client's version is.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Http2ServerResponse, type Http2ServerRequest } from 'node:http2';
+import { Readable } from 'node:stream';
+import { Http2ServerResponse, type Http2ServerRequest, type ServerHttp2Stream, constants } from 'node:http2';
 import { relayTrailers, relayTrailersHttp2, writeResponseHead, writeResponseHeadHttp2 } from './response-relay.js';
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
@@ -27,6 +28,41 @@ export function hasBody(req: ClientRequest): boolean {
   if (headers['transfer-encoding'] !== undefined) return true;
   const length = headers['content-length'];
   return length !== undefined && length !== '0' && Number(length) > 0;
+}
+
+/**
+ * An HTTP/2 request body that ends only when the client ended it. Node emits 'end' on a stream
+ * (and on the compatibility request over it) even when the client resets it mid-upload: its own
+ * client's `close(code)` sends END_STREAM just before RST_STREAM. Passed on as it is, a cut upload
+ * would look complete upstream; so the end is decided once the frames read with it are processed,
+ * and a reset among them destroys this body instead.
+ */
+class Http2RequestBody extends Readable {
+  constructor(private readonly stream: ServerHttp2Stream) {
+    super();
+    stream.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) stream.pause();
+    });
+    stream.once('end', () => setImmediate(() => this.settle()));
+    stream.once('error', (err: Error) => this.destroy(err));
+  }
+
+  override _read(): void {
+    this.stream.resume();
+  }
+
+  private settle(): void {
+    const { stream } = this;
+    const reset = stream.aborted || (stream.rstCode !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR);
+    if (reset) this.destroy(Object.assign(new Error('the client reset the stream'), { code: 'ERR_HTTP2_STREAM_CANCEL' }));
+    else this.push(null);
+  }
+}
+
+/** The request body as a stream for the upstream leg, or null when there is none. */
+export function bodyOf(req: ClientRequest): Readable | null {
+  if (!hasBody(req)) return null;
+  return req.httpVersionMajor === 2 ? new Http2RequestBody((req as Http2ServerRequest).stream) : (req as IncomingMessage);
 }
 
 /** The upstream's response head onto the client's response; throws what Node throws for a head it refuses. */

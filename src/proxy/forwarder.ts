@@ -5,7 +5,7 @@
  * with `--upstream-protocol http2`, for everything. WebSocket upgrades take another path (websocket/).
  */
 import type { Logger } from 'pino';
-import { type ClientRequest, type ClientResponse, hasBody, isHttp2 } from './client-side.js';
+import { type ClientRequest, type ClientResponse, bodyOf, isHttp2 } from './client-side.js';
 import type { ExchangeSweep } from './exchange-sweep.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { type ExchangeContext, HttpExchange } from './exchange.js';
@@ -47,7 +47,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps): HttpForwarder {
         method: req.method ?? 'GET',
         path: basePath === '' ? url : basePath + url,
         headers: upstreamRequestHeaders(req, leg === http2Pool),
-        body: hasBody(req) ? req : null,
+        body: bodyOf(req),
         servername: leg.servername,
       };
       new HttpExchange(ctx, { req, res, request, startedAt, pool: leg, grpc }).start();
