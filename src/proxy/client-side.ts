@@ -62,7 +62,7 @@ class Http2RequestBody extends Readable {
 /** The request body as a stream for the upstream leg, or null when there is none. */
 export function bodyOf(req: ClientRequest): Readable | null {
   if (!hasBody(req)) return null;
-  return req.httpVersionMajor === 2 ? new Http2RequestBody((req as Http2ServerRequest).stream) : (req as IncomingMessage);
+  return req.httpVersionMajor === 2 ? new Http2RequestBody((req as Http2ServerRequest).stream) : (req);
 }
 
 /** The upstream's response head onto the client's response; throws what Node throws for a head it refuses. */
