@@ -33,6 +33,15 @@ describe('classifyUpstreamError', () => {
     ['UND_ERR_BODY_TIMEOUT', 'idle_timeout', 504],
     ['UND_ERR_HEADERS_OVERFLOW', 'protocol', 502],
     ['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'protocol', 502],
+    // node:http2, the HTTP/2 leg (h2-upstream.ts)
+    ['ERR_HTTP2_STREAM_ERROR', 'reset', 502],
+    ['ERR_HTTP2_STREAM_CANCEL', 'reset', 502],
+    ['ERR_HTTP2_SESSION_ERROR', 'reset', 502],
+    ['ERR_HTTP2_GOAWAY_SESSION', 'reset', 502],
+    ['ERR_HTTP2_INVALID_SESSION', 'reset', 502],
+    ['ERR_HTTP2_ERROR', 'protocol', 502],
+    ['ERR_HTTP2_TOO_MANY_INVALID_FRAMES', 'protocol', 502],
+    ['ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL', 'tls', 502],
     ['SOMETHING_ELSE', 'unknown', 502],
   ])('maps %s to %s (%i)', (code, kind, status) => {
     const failure = classifyUpstreamError(errno(code));

@@ -14,6 +14,8 @@ import { type H2Origin, h2RequestHeaders, headerObjectBuffers, rawHeaderBuffers 
 import type { UpstreamHandler, UpstreamRequest } from './upstream-pool.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
+/** What `session.request` throws for a session that is closing or gone. */
+const SESSION_GONE = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION']);
 
 /** Waiting for a stream slot, on a stream, or over: completed, failed or aborted. */
 export type CallPhase = 'queued' | 'streaming' | 'done';
@@ -30,8 +32,8 @@ export interface StreamSlot {
 
 /** What a call needs from the pool that runs it. */
 export interface CallHost {
-  /** Sends a call again, once, on whichever session has room (see `refusedUnprocessed`). */
-  resubmit(call: H2Call): void;
+  /** Sends a call: on a session with room now, or when one has. A call may be submitted again, once (see `requeue`). */
+  submit(call: H2Call): void;
   /** A handler's exception nobody else can take. */
   readonly onStrayError: (err: Error) => void;
 }
@@ -104,9 +106,10 @@ export class H2Call {
     try {
       stream = slot.open(this.headers, body === null || this.upload === 'sent');
     } catch (err) {
-      // A header node:http2 refuses, or a session that closed a moment ago: nothing was sent.
+      // Nothing was sent: a session that closed a moment ago (the call goes once more), or a header node:http2 refuses.
       this.releaseSlot();
-      this.fail(asError(err));
+      if (this.attempts === 1 && SESSION_GONE.has((err as NodeJS.ErrnoException).code ?? '')) this.requeue();
+      else this.fail(asError(err));
       return;
     }
     this.stream = stream;
@@ -283,15 +286,19 @@ export class H2Call {
     this.releaseSlot();
     if (this.phase !== 'streaming' || stream === undefined) return;
     if (this.refusedUnprocessed(stream)) {
-      this.detachBody();
-      this.phase = 'queued';
-      this.host.resubmit(this);
+      this.requeue();
       return;
     }
     if (stream.errored !== null) this.fail(stream.errored);
     else if (slot?.gone === true) this.fail(connectionLostError());
     else this.fail(streamResetError(stream.rstCode));
   };
+
+  private requeue(): void {
+    this.detachBody();
+    this.phase = 'queued';
+    this.host.submit(this);
+  }
 
   /**
    * REFUSED_STREAM (a stream over the peer's limit, or above the last stream id of its GOAWAY) means

@@ -85,9 +85,9 @@ export class H2Session implements StreamSlot {
     this.dedicated = dedicated;
   }
 
-  /** Open, and under the peer's limit. */
+  /** Open (node:http2 agreeing: it may have closed it a moment ago), and under the peer's limit. */
   hasRoom(): boolean {
-    return this.phase === 'open' && this.active < this.limit;
+    return this.phase === 'open' && this.active < this.limit && this.session !== undefined && !this.session.closed && !this.session.destroyed;
   }
 
   /** Its room is not known yet: connecting, or waiting for the peer's SETTINGS. */
@@ -227,7 +227,7 @@ export class H2Session implements StreamSlot {
     }
     if (this.phase === 'closed') return;
     this.phase = 'draining';
-
+    this.terminate(this.active > 0 ? err : undefined);
     if (this.session?.closed === true) this.destroySocket();
   }
 }

@@ -55,7 +55,13 @@ class CallQueue {
   /** The first call still waiting, taken off the queue. */
   shift(): H2Call | undefined {
     const call = this.peek();
-    if (call !== undefined) this.items[this.head++] = undefined;
+    if (call === undefined) return undefined;
+    this.items[this.head++] = undefined;
+    // A queue that never empties (a steady backlog) is compacted now and then, not left to grow.
+    if (this.head >= 1_024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
     return call;
   }
 
@@ -100,7 +106,7 @@ class H2UpstreamPool implements UpstreamPool, SessionOwner {
   }
 
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): void {
-    this.resubmit(new H2Call(this, this.origin, request, handler));
+    this.submit(new H2Call(this, this.origin, request, handler));
   }
 
   dispatchFresh(request: UpstreamRequest, handler: UpstreamHandler): void {
@@ -114,8 +120,8 @@ class H2UpstreamPool implements UpstreamPool, SessionOwner {
     session.connect();
   }
 
-  /** A new call, or one sent again after REFUSED_STREAM: a free slot now, or the queue. */
-  resubmit(call: H2Call): void {
+  /** A new call, or one sent again (see H2Call): a free slot now, or the queue. */
+  submit(call: H2Call): void {
     if (this.closed) {
       call.fail(poolClosedError());
       return;
