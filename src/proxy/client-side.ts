@@ -65,10 +65,30 @@ export function bodyOf(req: ClientRequest): Readable | null {
   return req.httpVersionMajor === 2 ? new Http2RequestBody((req as Http2ServerRequest).stream) : (req);
 }
 
+export interface RelayedHead {
+  readonly status: number;
+  /** The upstream's raw header fields. */
+  readonly raw: readonly Buffer[];
+  readonly statusText: string;
+  /** A graceful drain is on: an HTTP/1.1 connection closes after this response. */
+  readonly draining: boolean;
+  /** The head ends the response (a gRPC trailers-only response): HTTP/2 sends it as one HEADERS frame with END_STREAM. */
+  readonly trailersOnly: boolean;
+}
+
 /** The upstream's response head onto the client's response; throws what Node throws for a head it refuses. */
-export function writeHead(res: ClientResponse, req: ClientRequest, status: number, raw: readonly Buffer[], statusText: string, draining: boolean): void {
-  if (isHttp2(res)) writeResponseHeadHttp2(res, status, raw);
-  else writeResponseHead(res, req as IncomingMessage, status, raw, statusText, draining);
+export function writeHead(res: ClientResponse, req: ClientRequest, head: RelayedHead): void {
+  if (isHttp2(res)) writeResponseHeadHttp2(res, head.status, head.raw, head.trailersOnly);
+  else writeResponseHead(res, req as IncomingMessage, head.status, head.raw, head.statusText, head.draining);
+}
+
+/**
+ * Cuts a response the client must not take for complete: HTTP/1.1 closes the connection; HTTP/2
+ * resets the stream with INTERNAL_ERROR (a plain destroy would end it cleanly, with END_STREAM).
+ */
+export function breakResponse(res: ClientResponse): void {
+  if (isHttp2(res)) res.stream.destroy(Object.assign(new Error('upstream response cut'), { code: 'ERR_HTTP2_STREAM_ERROR' }));
+  else res.destroy();
 }
 
 export function writeTrailers(res: ClientResponse, raw: readonly Buffer[]): void {

@@ -27,6 +27,7 @@ import {
   type ClientRequest,
   type ClientResponse,
   type ProtocolVersion,
+  breakResponse,
   closeConnectionAfter,
   isHttp2,
   protocolVersionOf,
@@ -166,15 +167,16 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     // 1xx: informational, not relayed (Node's server cannot, and did not before).
     if (status >= 100 && status < 200) return true;
     if (status < 100 || status > 599) return this.refuse(new Error(`invalid upstream status ${status}`));
+    // A gRPC head that carries grpc-status is a trailers-only response, relayed as one (one HEADERS frame).
+    const headStatus = this.grpc ? grpcStatusIn(raw) : undefined;
     try {
-      writeHead(this.res, this.req, status, raw, statusText, this.ctx.isDraining());
+      writeHead(this.res, this.req, { status, raw, statusText, draining: this.ctx.isDraining(), trailersOnly: headStatus !== undefined });
     } catch (err) {
       return this.refuse(err);
     }
     this.resumeUpstream = resume;
     this.phase = 'answered';
-    // A trailers-only gRPC response carries its status in the head.
-    if (this.grpc) this.noteGrpcStatus(grpcStatusIn(raw));
+    this.noteGrpcStatus(headStatus);
     if (status >= 500) {
       this.countError();
       this.errorType = String(status);
@@ -231,7 +233,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     if (this.clientStalled || this.client.destroyed) {
       // The client is gone or stalled; whatever failed upstream is a consequence, not an upstream fault.
       if (this.clientStalled) this.ctx.log.info({ method: this.request.method, path: pathOf(this.req.url) }, 'client stalled: idle timeout');
-      this.res.destroy();
+      breakResponse(this.res);
       return;
     }
     if (this.answered && !this.grpc && !(err instanceof UpstreamTimeoutError)) {
@@ -239,7 +241,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       this.markFailure(RESET_FAILURE);
       this.ctx.log.warn({ err, method: this.request.method, path: pathOf(this.req.url) }, 'upstream closed the connection mid-response');
       this.brokenByUpstream = true;
-      this.res.destroy();
+      breakResponse(this.res);
       return;
     }
     this.fail(failureOf(err, this.answered), err);
@@ -257,7 +259,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     }
     if (this.answered || this.res.headersSent) {
       this.brokenByUpstream = true;
-      this.res.destroy();
+      breakResponse(this.res);
       return;
     }
     // The rest of an unfinished upload will not be read: the connection cannot carry another request.
@@ -296,7 +298,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
 
   expire(code: UpstreamTimeoutCode, ms: number): void {
     if (this.upstreamDone) {
-      this.res.destroy();
+      breakResponse(this.res);
       return;
     }
     this.abortWith(new UpstreamTimeoutError(code, ms));

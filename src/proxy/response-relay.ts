@@ -53,9 +53,25 @@ export function relayTrailers(res: ServerResponse, raw: readonly Buffer[]): void
   }
 }
 
-/** The head of a response to an HTTP/2 client: the same fields, no connection-specific ones, no reason phrase. */
-export function writeResponseHeadHttp2(res: Http2ServerResponse, status: number, raw: readonly Buffer[]): void {
-  res.writeHead(status, relayedResponseHeaders(raw, HTTP2_FRAMING) as unknown as Record<string, string>);
+/**
+ * The head of a response to an HTTP/2 client: the same fields, no connection-specific ones, no
+ * reason phrase. A trailers-only head ends the stream with it (`res.end()` afterwards is a no-op).
+ */
+export function writeResponseHeadHttp2(res: Http2ServerResponse, status: number, raw: readonly Buffer[], trailersOnly: boolean): void {
+  const fields = relayedResponseHeaders(raw, HTTP2_FRAMING);
+  if (!trailersOnly) {
+    res.writeHead(status, fields as unknown as Record<string, string>);
+    return;
+  }
+  const headers: Record<string, string | string[]> = { ':status': String(status) };
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i] as string;
+    const value = fields[i + 1] as string;
+    const had = headers[name];
+    headers[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
+  }
+  res.statusCode = status;
+  res.stream.respond(headers, { endStream: true });
 }
 
 /** Trailers to an HTTP/2 client (gRPC's grpc-status among them), which the compatibility API takes as an object. */
