@@ -14,16 +14,17 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type RunState, loadCell, log, resourceChecks, scrapeCell } from './cells.js';
+import type { LoadScenario } from './scenarios.js';
 import { evaluateTargets } from './checks.js';
 import { type BenchOptions, USAGE, UsageError, parseBenchOptions } from './options.js';
 import { killEverything } from './processes.js';
 import { profileTargets } from './profile.js';
+import { noise, waitForQuiet } from './quiet.js';
 import { renderReport } from './report.js';
-import { LOAD_SCENARIOS } from './scenarios.js';
-import { SetupError, type Tools, cellsPerRound, cpuModel, findTools, header, prepareRun } from './setup.js';
+import { SetupError, type Tools, cellsPerRound, cpuModel, findTools, header, prepareRun, runnableScenarios, selectedScenarios } from './setup.js';
 import { max, median } from './stats.js';
 import { type ColdStart, type ScrapeSummary, type Summary, contention, summarise, summariseScrape } from './summary.js';
-import { ROOT } from './targets.js';
+import { ROOT, type TargetId } from './targets.js';
 
 const RESULTS = join(ROOT, 'bench-results');
 
@@ -33,15 +34,34 @@ function rotated<T>(items: readonly T[], round: number): T[] {
   return [...items.slice(k), ...items.slice(0, k)];
 }
 
+/** Cells measured again because other processes competed (--retry-noisy), for the report. */
+const retried: string[] = [];
+
+/** One cell, measured again (after a quiet moment) while it came out noisy, up to --retry-noisy times. */
+async function measureCell(state: RunState, round: number, scenario: LoadScenario, target: TargetId): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await loadCell(state, round, scenario, target);
+    const cell = state.cells.at(-1);
+    const why = cell?.round === round && cell.scenario === scenario.id && cell.target === target ? noise(cell) : undefined;
+    if (why === undefined || attempt > state.options.retryNoisy) return;
+    state.cells.pop();
+    retried.push(`round ${round + 1}, ${scenario.id}, ${target}: ${why}`);
+    const waited = await waitForQuiet(120);
+    log(`  (${why}: measured again after ${waited.toFixed(0)} s, attempt ${attempt + 1} of ${state.options.retryNoisy + 1})`);
+  }
+}
+
 async function runRounds(state: RunState): Promise<void> {
   const { options } = state;
-  const scenarios = LOAD_SCENARIOS.filter((s) => options.scenarios.includes(s.id));
+  const scenarios = runnableScenarios(state);
+  const skipped = selectedScenarios(options).filter((s) => !scenarios.includes(s));
+  if (skipped.length > 0) log(`skipping ${skipped.map((s) => s.id).join(', ')}: h2load is not installed (apt-get install nghttp2-client)`);
   for (let round = 0; round < options.rounds; round++) {
     log(`round ${round + 1}/${options.rounds}`);
     for (const scenario of scenarios) {
       for (const target of rotated(options.targets, round)) {
         if (!scenario.targets.includes(target) || state.unavailable.has(target)) continue;
-        await loadCell(state, round, scenario, target);
+        await measureCell(state, round, scenario, target);
       }
     }
   }
@@ -63,12 +83,14 @@ async function bench(state: RunState, tools: Tools, startedAt: Date): Promise<vo
   await runRounds(state);
   const resources = options.resources ? (log('resources'), await resourceChecks(state)) : [];
 
-  const scenarios = LOAD_SCENARIOS.filter((s) => options.scenarios.includes(s.id));
+  const scenarios = runnableScenarios(state);
   const summaries = scenarios.flatMap((s) => options.targets.map((t) => summarise(state.cells, s.id, t))).filter((s): s is Summary => s !== undefined);
   const scrapes = [summariseScrape(state.cells, 'mp', 'light'), summariseScrape(state.cells, 'mp', 'full')].filter((s): s is ScrapeSummary => s !== undefined);
   const coldStarts: ColdStart[] = [...state.coldStarts].map(([target, list]) => ({ target, medianMs: median(list), maxMs: max(list), samples: list.length }));
-  const checks = evaluateTargets({ cells: state.cells, summaries, scrapes, resources, coldStarts, rate: options.rate, streamBytes: options.streamBytes, idleConnections: options.idleConnections });
-  const noise = contention(state.cells);
+  const input = { cells: state.cells, summaries, scrapes, resources, coldStarts, rate: options.rate, streamBytes: options.streamBytes, idleConnections: options.idleConnections };
+  // A comparison whose scenario was not selected is left out rather than printed n/a.
+  const checks = evaluateTargets(input).filter((c) => c.scenario === undefined || options.scenarios.includes(c.scenario));
+  const noisy = contention(state.cells);
   const report = renderReport({
     targets: options.targets,
     scenarios: scenarios.map((s) => s.id),
@@ -79,7 +101,7 @@ async function bench(state: RunState, tools: Tools, startedAt: Date): Promise<vo
     resources,
     coldStarts,
     checks,
-    contention: noise,
+    contention: noisy,
     rate: options.rate,
   });
   const elapsedS = (performance.now() - started) / 1000;
@@ -91,6 +113,7 @@ async function bench(state: RunState, tools: Tools, startedAt: Date): Promise<vo
     machine: { cpus: cpuModel(), cores: cpus().length, kernel: release(), node: process.version },
     pinning: { enabled: tools.pinning.enabled, proxyCore: tools.pinning.proxyCore, loadCore: tools.pinning.loadCore, reason: tools.pinning.reason ?? null },
     loadGenerator: tools.wrk.version,
+    h2LoadGenerator: tools.h2load?.version ?? null,
     upstream: { http: state.upstreams.httpKind, nginx: tools.nginx?.version ?? null },
     caddy: tools.caddy?.version ?? null,
     options,
@@ -99,12 +122,14 @@ async function bench(state: RunState, tools: Tools, startedAt: Date): Promise<vo
     scrapes,
     resources,
     coldStarts,
-    contention: noise ?? null,
+    contention: noisy ?? null,
+    retried,
     targets: checks,
     cells: state.cells,
   };
   await writeFile(file, `${JSON.stringify(json, null, 2)}\n`);
-  console.log(`${header(state, tools, startedAt)}\n\n${report}\n\nRun time ${(elapsedS / 60).toFixed(1)} min. JSON: ${file.slice(ROOT.length)}`);
+  const retries = retried.length === 0 ? '' : `\n\n${retried.length} cell(s) measured again because other processes competed (--retry-noisy): ${retried.join('; ')}.`;
+  console.log(`${header(state, tools, startedAt)}\n\n${report}${retries}\n\nRun time ${(elapsedS / 60).toFixed(1)} min. JSON: ${file.slice(ROOT.length)}`);
 }
 
 async function run(options: BenchOptions): Promise<number> {

@@ -6,13 +6,16 @@
  * - `servers { metrics }`: per-request HTTP metrics on, served on the admin endpoint's /metrics;
  * - GOMAXPROCS=1, to match one Node process on its one core;
  * - reverse_proxy with upstream keep-alive as nginx and the Node proxies have it (256 idle, 4 s);
- *   WebSocket upgrades are proxied by reverse_proxy without configuration.
+ *   WebSocket upgrades are proxied by reverse_proxy without configuration;
+ * - for the HTTP/2 scenarios, `protocols h1 h2c` (cleartext HTTP/2 with prior knowledge on the
+ *   listener) and, for gRPC, `reverse_proxy h2c://…` (HTTP/2 to the upstream too).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Spawned, freePort, registerTempDir, spawnProcess } from './processes.js';
+import type { Protocol } from './targets.js';
 import { type ToolBinary, findTool } from './tools.js';
 
 const CANDIDATES = ['/usr/bin/caddy', '/usr/local/bin/caddy'];
@@ -26,17 +29,19 @@ export function findCaddy(): CaddyBinary | undefined {
   });
 }
 
-export function caddyfile(port: number, adminPort: number, upstream: URL): string {
+export function caddyfile(port: number, adminPort: number, upstream: URL, protocol?: Protocol): string {
+  const protocols = protocol === undefined ? '' : '\t\tprotocols h1 h2c\n';
+  const to = protocol === 'grpc' ? `h2c://${upstream.host}` : upstream.host;
   return `{
 	admin 127.0.0.1:${adminPort}
 	auto_https off
 	servers {
-		metrics
+${protocols}		metrics
 	}
 }
 http://:${port} {
 	bind 127.0.0.1
-	reverse_proxy ${upstream.host} {
+	reverse_proxy ${to} {
 		transport http {
 			keepalive 4s
 			keepalive_idle_conns 256
@@ -69,13 +74,13 @@ function fetchText(url: string): Promise<string> {
   });
 }
 
-export async function startCaddy(binary: CaddyBinary, upstream: URL, prefix: readonly string[]): Promise<CaddyProcess> {
+export async function startCaddy(binary: CaddyBinary, upstream: URL, prefix: readonly string[], protocol?: Protocol): Promise<CaddyProcess> {
   const dir = await mkdtemp(join(tmpdir(), 'mp-bench-caddy-'));
   const forget = registerTempDir(dir);
   const port = await freePort();
   const adminPort = await freePort();
   const config = join(dir, 'Caddyfile');
-  await writeFile(config, caddyfile(port, adminPort, upstream));
+  await writeFile(config, caddyfile(port, adminPort, upstream, protocol));
   let spawned: Spawned;
   try {
     spawned = await spawnProcess(binary.path, ['run', '--config', config, '--adapter', 'caddyfile'], {

@@ -6,6 +6,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { CaddyBinary } from './caddy.js';
+import type { H2loadRunner } from './h2load.js';
 import type { NginxBinary } from './nginx.js';
 import type { BenchOptions } from './options.js';
 import type { Pinning } from './pinning.js';
@@ -14,7 +15,7 @@ import { idleConnections, streamBothWays } from './resources.js';
 import type { LoadScenario } from './scenarios.js';
 import { SCRAPE_ROUTES, scrapeScenario } from './scrape.js';
 import type { CellRecord, ResourceResult } from './summary.js';
-import { type RunningTarget, TARGET_LABELS, type TargetId, Unavailable, startTarget } from './targets.js';
+import { type Protocol, type RunningTarget, TARGET_LABELS, type TargetId, Unavailable, startTarget } from './targets.js';
 import { startWatch } from './usage.js';
 import type { WrkRunner } from './wrk.js';
 
@@ -31,6 +32,8 @@ export interface Upstreams {
   /** The Node upstream: WebSocket echo, the upload sink, the route-budget fill, streaming. */
   readonly node: URL;
   readonly httpKind: 'nginx' | 'node';
+  /** The HTTP/2 (h2c) Node upstream, h2-upstream.mjs; started only when an HTTP/2 scenario runs. */
+  readonly h2: URL | undefined;
   readonly processes: Spawned[];
 }
 
@@ -45,6 +48,8 @@ export interface RunState {
   readonly caddy: CaddyBinary | undefined;
   readonly pinning: Pinning;
   readonly wrk: WrkRunner;
+  /** Undefined when h2load is not installed. */
+  readonly h2load: H2loadRunner | undefined;
   readonly unavailable: Map<TargetId, string>;
   readonly cells: CellRecord[];
   readonly coldStarts: Map<TargetId, number[]>;
@@ -57,7 +62,13 @@ interface Outcome<T> {
   coldStartMs?: number;
 }
 
-async function withTarget<T>(state: RunState, target: TargetId, upstream: URL, body: (running: RunningTarget) => Promise<T>): Promise<Outcome<T> | 'unavailable'> {
+async function withTarget<T>(
+  state: RunState,
+  target: TargetId,
+  upstream: URL,
+  body: (running: RunningTarget) => Promise<T>,
+  protocol?: Protocol,
+): Promise<Outcome<T> | 'unavailable'> {
   let running: RunningTarget;
   try {
     running = await startTarget(target, upstream, {
@@ -65,6 +76,7 @@ async function withTarget<T>(state: RunState, target: TargetId, upstream: URL, b
       caddy: state.caddy,
       wsUpstream: state.upstreams.node,
       prefix: state.pinning.prefix('proxy'),
+      ...(protocol === undefined ? {} : { protocol }),
     });
   } catch (err) {
     if (err instanceof Unavailable) {
@@ -94,17 +106,28 @@ async function withTarget<T>(state: RunState, target: TargetId, upstream: URL, b
   }
 }
 
+/** Where a scenario's load goes when `target` proxies it (or, for `direct`, answers it). */
+export function scenarioUpstream(upstreams: Upstreams, scenario: LoadScenario, target: TargetId): URL {
+  const kind = target === 'direct' ? (scenario.directUpstream ?? scenario.upstream) : scenario.upstream;
+  if (kind === 'h2') {
+    if (upstreams.h2 === undefined) throw new Error('the HTTP/2 upstream was not started');
+    return upstreams.h2;
+  }
+  return kind === 'node' ? upstreams.node : upstreams.http;
+}
+
 export async function loadCell(state: RunState, round: number, scenario: LoadScenario, target: TargetId): Promise<void> {
-  const { options, upstreams } = state;
-  const upstream = scenario.upstream === 'node' ? upstreams.node : upstreams.http;
-  const ctx = { rate: options.rate, wrk: state.wrk };
+  const { options } = state;
+  const upstream = scenarioUpstream(state.upstreams, scenario, target);
+  const ctx = { rate: options.rate, wrk: state.wrk, h2load: state.h2load };
   const outcome = await withTarget(state, target, upstream, async (running) => {
+    if (scenario.probe !== undefined) await scenario.probe(running.url);
     await scenario.run(running.url, { ...ctx, durationS: options.warmUpS });
     collectGarbage();
     const watch = startWatch(state.pinning, running.cpuSeconds);
     const measured = await scenario.run(running.url, { ...ctx, durationS: options.durationS });
     return { ...measured, ...watch.stop(measured.ops) };
-  });
+  }, scenario.protocol);
   if (outcome === 'unavailable') return;
   const { value, error, ...rest } = outcome;
   state.cells.push({ round, scenario: scenario.id, target, ...rest, ...(value === undefined ? {} : { measured: value }), ...(error === undefined ? {} : { error }) });

@@ -25,6 +25,8 @@ export interface TargetCheck {
   readonly pass: boolean | undefined;
   /** What the figure is made of (the two systems' medians, the range of the per-round ratios). */
   readonly detail: string;
+  /** The load scenario the figure comes from, for the comparisons (a run without it leaves the check out). */
+  readonly scenario?: LoadScenarioId;
 }
 
 type Bound = { readonly at: number; readonly kind: '≥' | '≤' | '<' };
@@ -60,7 +62,22 @@ function ratioCheck(input: CheckInput, name: string, scenario: LoadScenarioId, o
   const detail =
     `metrics-proxy ${figure(mp)} vs ${TARGET_LABELS[other]} ${figure(them)} ${UNITS[metric](scenario)} (medians)` +
     (r === undefined ? '' : r.rounds > 1 ? `; per-round ratios ${r.min.toFixed(2)}–${r.max.toFixed(2)} over ${r.rounds} rounds` : '; 1 round');
-  return check(name, r?.median, '×', bound, detail);
+  return { ...check(name, r?.median, '×', bound, detail), scenario };
+}
+
+/**
+ * Requests per second per core, metrics-proxy over `other`: 1 / CPU µs per request, i.e. the
+ * ratio of their CPU per request taken the other way round (`other`/mp within each round).
+ */
+function perCoreCheck(input: CheckInput, name: string, scenario: LoadScenarioId, other: TargetId, bound: Bound): TargetCheck {
+  const r = roundRatio(input.cells, scenario, other, 'mp', 'cpuUsPerOp');
+  const mp = findSummary(input.summaries, scenario, 'mp')?.cpuUsPerOp;
+  const them = findSummary(input.summaries, scenario, other)?.cpuUsPerOp;
+  const perCore = (us: number | undefined): string => figure(us === undefined ? undefined : 1e6 / us);
+  const detail =
+    `metrics-proxy ${figure(mp)} vs ${TARGET_LABELS[other]} ${figure(them)} CPU µs/req (medians), i.e. ${perCore(mp)} vs ${perCore(them)} req/s per core` +
+    (r === undefined ? '' : r.rounds > 1 ? `; per-round ratios ${r.min.toFixed(2)}–${r.max.toFixed(2)} over ${r.rounds} rounds` : '; 1 round');
+  return { ...check(name, r?.median, '×', bound, detail), scenario };
 }
 
 export function evaluateTargets(input: CheckInput): TargetCheck[] {
@@ -77,6 +94,8 @@ export function evaluateTargets(input: CheckInput): TargetCheck[] {
     ratioCheck(input, '1 MiB uploads, 10 conns: req/s vs bare http-proxy', 'post-1m', 'bare', 'rate', { at: 1, kind: '≥' }),
     ratioCheck(input, 'WebSocket echo, 50 clients: round trips/s vs bare http-proxy', 'ws-echo', 'bare', 'rate', { at: 1, kind: '≥' }),
     ratioCheck(input, `p99 at ${input.rate} req/s offered vs bare http-proxy`, 'fixed-rate', 'bare', 'p99Ms', { at: 1, kind: '≤' }),
+    perCoreCheck(input, 'small GET over HTTP/2 (h2c): req/s per core vs Caddy (metrics on)', 'h2-get', 'caddy', { at: 1, kind: '≥' }),
+    perCoreCheck(input, 'gRPC unary over h2c: req/s per core vs Caddy (metrics on)', 'grpc-unary', 'caddy', { at: 1, kind: '≥' }),
     check(
       `peak RSS with ${input.idleConnections} open client connections`,
       mpResources?.idle === undefined ? undefined : mpResources.idle.hwmBytes / MB,

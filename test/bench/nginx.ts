@@ -10,6 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Spawned, freePort, registerTempDir, spawnProcess } from './processes.js';
+import type { Protocol } from './targets.js';
 import { type ToolBinary, findTool } from './tools.js';
 
 const CANDIDATES = ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx', '/usr/local/bin/nginx'];
@@ -21,7 +22,7 @@ export function findNginx(): NginxBinary | undefined {
   return findTool('nginx', CANDIDATES, ['-v'], (out) => out.replace(/^nginx version: /, ''));
 }
 
-function mainContext(dir: string, port: number, locations: string, upstreams = ''): string {
+function mainContext(dir: string, port: number, locations: string, upstreams = '', listen = ''): string {
   // As root, nginx would switch its worker to `nobody`, which cannot read the 0700 temp directory.
   const user = process.getuid?.() === 0 ? 'user root;\n' : '';
   return `${user}daemon off;
@@ -41,7 +42,7 @@ http {
   keepalive_requests 1000000;
   client_max_body_size 0;
 ${upstreams}  server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port}${listen} backlog=4096;
 ${locations}
   }
 }
@@ -68,6 +69,30 @@ export function proxyConfig(dir: string, port: number, httpUpstream: URL, wsUpst
   upstream wsbackend { server ${wsUpstream.host}; }
 `;
   return mainContext(dir, port, locations, upstreams);
+}
+
+/**
+ * nginx as a reverse proxy for HTTP/2 clients: an `http2` listener (h2c with prior knowledge;
+ * nginx 1.22 has the `listen … http2` parameter, `http2 on;` came in 1.25.1). For `h2`, the rest
+ * as proxyConfig (HTTP/1.1 upstream with keep-alive); for `grpc`, `grpc_pass` over h2c to the
+ * upstream, whose connections are kept alive the same way.
+ */
+export function h2ProxyConfig(dir: string, port: number, upstream: URL, protocol: Protocol): string {
+  const locations =
+    protocol === 'grpc'
+      ? `    location / {
+      grpc_pass grpc://grpcbackend;
+    }`
+      : `    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+      proxy_max_temp_file_size 0;
+    }`;
+  const upstreams = `  upstream ${protocol === 'grpc' ? 'grpcbackend' : 'backend'} { server ${upstream.host}; keepalive 256; keepalive_requests 1000000; keepalive_timeout 4s; }
+`;
+  return mainContext(dir, port, locations, upstreams, ' http2');
 }
 
 /** nginx as the fixed-response upstream (same paths and bodies as upstream.mjs, HTTP only). */

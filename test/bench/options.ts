@@ -27,12 +27,14 @@ export interface BenchOptions {
   readonly resources: boolean;
   readonly idleConnections: number;
   readonly streamBytes: number;
+  /** --retry-noisy N: measure a cell again, up to N times, while other processes competed during it. */
+  readonly retryNoisy: number;
 }
 
 export const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--rate R]
                         [--upstream auto|node|nginx] [--targets a,b,...] [--scenarios a,b,...]
-                        [--no-nginx] [--no-resources] [--no-pin]
-       npm run bench -- --profile [--duration S] [--targets mp,bare,...]
+                        [--no-nginx] [--no-resources] [--no-pin] [--retry-noisy N]
+       npm run bench -- --profile [--duration S] [--targets mp,bare,...] [--scenarios get-50,grpc-unary,...]
 
   --quick            smoke check: 1 round, 2 s cells after 1 s of warm-up, 256 MiB streamed
                      instead of 1 GiB (about 2 minutes; the numbers are only indicative)
@@ -47,13 +49,17 @@ export const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration
   --no-resources     skip the idle-connections and streaming measurements
   --no-pin           do not pin with taskset (the default pins the proxy under test on core 1,
                      everything else on core 0)
-  --profile          no bench: run each Node target of --targets (default: mp) under the
-                     small-GET load (wrk, 50 connections) with node --cpu-prof for --duration
+  --retry-noisy N    measure a cell again (after waiting up to 2 min for a quiet machine), up
+                     to N times, when other processes took over 10 % of the proxy core or over
+                     25 % of a core anywhere during it (default 0: every cell is kept)
+  --profile          no bench: run each Node target of --targets (default: mp) under the load of
+                     each scenario of --scenarios (default: get-50, wrk with 50 connections;
+                     h2-get and grpc-unary use h2load) with node --cpu-prof for --duration
                      seconds (default 10, 3 with --quick) and print where its CPU time goes,
                      by file/package and by function; the .cpuprofile is kept in bench-results/
 
-Needs a built dist/ (npm run build) and wrk (apt-get install wrk); uses Caddy and nginx when
-installed. Results: a markdown report on stdout and bench-results/bench-<timestamp>.json.
+Needs a built dist/ (npm run build) and wrk (apt-get install wrk); uses Caddy, nginx and, for
+the HTTP/2 scenarios, h2load (apt-get install nghttp2-client) when installed. Results: a markdown report on stdout and bench-results/bench-<timestamp>.json.
 Method: docs/performance.md.`;
 
 export class UsageError extends Error {}
@@ -85,6 +91,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
       options: {
         quick: { type: 'boolean' },
         rounds: { type: 'string' },
+        'retry-noisy': { type: 'string' },
         duration: { type: 'string' },
         rate: { type: 'string' },
         upstream: { type: 'string' },
@@ -118,6 +125,8 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
   if (profile && !targets.every((t) => NODE_TARGETS.includes(t))) {
     throw new UsageError(`--profile profiles Node processes only: --targets must be among ${NODE_TARGETS.join(', ')}`);
   }
+  const scenarios = list(str('scenarios'), SCENARIO_IDS, profile ? ['get-50'] : SCENARIO_IDS, '--scenarios');
+  if (profile && scenarios.includes('scrape')) throw new UsageError('--profile runs load scenarios: scrape cannot be profiled');
   return {
     quick,
     profile,
@@ -128,10 +137,11 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
     rate: positive(str('rate'), 2_000, '--rate', true),
     upstream,
     targets,
-    scenarios: list(str('scenarios'), SCENARIO_IDS, SCENARIO_IDS, '--scenarios'),
+    scenarios,
     nginx: values['no-nginx'] !== true,
     resources: values['no-resources'] !== true,
     idleConnections: 1_000,
     streamBytes: quick ? 256 * 1024 * 1024 : 1024 * 1024 * 1024,
+    retryNoisy: str('retry-noisy') === '0' ? 0 : positive(str('retry-noisy'), 0, '--retry-noisy', true),
   };
 }

@@ -24,7 +24,16 @@ const SHORT_TITLES: Record<LoadScenarioId, string> = {
   'post-1m': '1 MiB upload, 10 conns (req/s)',
   'ws-echo': 'WebSocket echo, 50 clients (round trips/s)',
   'fixed-rate': 'p99 at the fixed rate (ms)',
+  'h2-get': 'small GET over h2c, 10 conns × 10 streams (req/s)',
+  'grpc-unary': 'gRPC unary over h2c, 10 conns × 10 streams (req/s)',
 };
+
+/** The CPU rows: CPU µs per request of these scenarios. */
+const CPU_ROWS: ReadonlyArray<[LoadScenarioId, string]> = [
+  ['get-50', 'CPU µs per small GET, 50 conns'],
+  ['h2-get', 'CPU µs per small GET over h2c'],
+  ['grpc-unary', 'CPU µs per gRPC unary call'],
+];
 
 export interface OverviewInput {
   readonly targets: readonly TargetId[];
@@ -45,15 +54,16 @@ export function renderOverview(input: OverviewInput): string {
       scenario.id === 'fixed-rate' ? `p99 at ${input.rate} req/s offered (ms)` : SHORT_TITLES[scenario.id],
       ...columns.map(([t]) => (scenario.targets.includes(t) ? figure(findSummary(input.summaries, scenario.id, t)?.[metric]) : '')),
       ratioCell(scenario.id, 'caddy', metric),
-      ratioCell(scenario.id, 'bare', metric),
+      scenario.targets.includes('bare') ? ratioCell(scenario.id, 'bare', metric) : '',
     ]);
   }
-  if (input.scenarios.includes('get-50')) {
+  for (const [id, title] of CPU_ROWS.filter(([s]) => input.scenarios.includes(s))) {
+    const scenario = LOAD_SCENARIOS.find((s) => s.id === id);
     rows.push([
-      'CPU µs per small GET, 50 conns',
-      ...columns.map(([t]) => (t === 'direct' ? '' : figure(findSummary(input.summaries, 'get-50', t)?.cpuUsPerOp))),
-      ratioCell('get-50', 'caddy', 'cpuUsPerOp'),
-      ratioCell('get-50', 'bare', 'cpuUsPerOp'),
+      title,
+      ...columns.map(([t]) => (t === 'direct' || !scenario?.targets.includes(t) ? '' : figure(findSummary(input.summaries, id, t)?.cpuUsPerOp))),
+      ratioCell(id, 'caddy', 'cpuUsPerOp'),
+      scenario?.targets.includes('bare') === true ? ratioCell(id, 'bare', 'cpuUsPerOp') : '',
     ]);
   }
   return [

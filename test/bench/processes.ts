@@ -36,9 +36,14 @@ function kill(pid: number): void {
   }
 }
 
-/** Every process the bench has running now (its own pid included). */
+/**
+ * Every process the bench has running now (its own pid included), with their children: nginx's
+ * worker is forked after the master listens, so the upstream's worker is not known at start.
+ */
 export function ownPids(): Set<number> {
-  return new Set([process.pid, process.ppid, ...live.keys()]);
+  const own = new Set([process.pid, process.ppid, ...live.keys()]);
+  for (const pid of live.keys()) for (const child of childPids(pid)) own.add(child);
+  return own;
 }
 
 /** Temp directories to remove on the way out (nginx configs), in case their owner's stop() never ran. */

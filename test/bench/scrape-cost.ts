@@ -35,6 +35,7 @@ for (let r = 0; r < routes; r++) {
         requestBytes: 100,
         responseBytes: 1000,
         traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+        protocolVersion: '1.1',
       });
     }
   }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CaddyBinary, startCaddy } from './caddy.js';
-import { type NginxBinary, proxyConfig, startNginx } from './nginx.js';
+import { type NginxBinary, h2ProxyConfig, proxyConfig, startNginx } from './nginx.js';
 import { type Spawned, StartError, spawnProcess } from './processes.js';
 import type { Memory } from './proc.js';
 
@@ -16,6 +16,7 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'metrics-proxy.js');
 const BARE = join(ROOT, 'test', 'bench', 'bare-proxy.mjs');
 const NODE_UPSTREAM = join(ROOT, 'test', 'bench', 'upstream.mjs');
+export const H2_UPSTREAM = join(ROOT, 'test', 'bench', 'h2-upstream.mjs');
 
 export const TARGET_IDS = ['direct', 'node-floor', 'bare', 'mp', 'caddy', 'nginx', 'mp-nometrics'] as const;
 export type TargetId = (typeof TARGET_IDS)[number];
@@ -33,6 +34,12 @@ export const TARGET_LABELS: Record<TargetId, string> = {
   nginx: 'nginx',
   'mp-nometrics': 'metrics-proxy --metrics none',
 };
+
+/**
+ * The HTTP/2 scenarios: `h2` = clients speak h2c to the target, which goes upstream as it does by
+ * default (HTTP/1.1); `grpc` = gRPC calls over h2c, and h2c upstream as well.
+ */
+export type Protocol = 'h2' | 'grpc';
 
 /** A target that cannot run on this machine or build; its column reads n/a with this reason. */
 export class Unavailable extends Error {}
@@ -62,6 +69,8 @@ export interface TargetContext {
   readonly prefix: readonly string[];
   /** Extra node options in front of the script (--profile: --cpu-prof ...). */
   readonly nodeOptions?: readonly string[];
+  /** Set for the HTTP/2 scenarios (undefined: HTTP/1.1). */
+  readonly protocol?: Protocol;
 }
 
 function fromSpawned(id: TargetId, spawned: Spawned, url: string, verify = (): Promise<string | undefined> => Promise.resolve(undefined)): RunningTarget {
@@ -114,8 +123,9 @@ export async function startTarget(id: TargetId, upstream: URL, ctx: TargetContex
       };
     case 'node-floor':
       // The bench's own upstream, answering by itself on the proxy core: what one Node process
-      // does per request with no proxying at all, the floor under any Node proxy.
-      return startNode(id, NODE_UPSTREAM, [], ctx);
+      // does per request with no proxying at all, the floor under any Node proxy (for the
+      // HTTP/2 scenarios, the HTTP/2 upstream).
+      return startNode(id, ctx.protocol === undefined ? NODE_UPSTREAM : H2_UPSTREAM, [], ctx);
     case 'bare':
       if (!bareAvailable()) throw new Unavailable('http-proxy (devDependency) is not installed: npm install');
       return startNode(id, BARE, [upstream.href], ctx);
@@ -125,12 +135,15 @@ export async function startTarget(id: TargetId, upstream: URL, ctx: TargetContex
       return startMetricsProxy(id, upstream, ['--metrics', 'none'], ctx);
     case 'caddy': {
       if (ctx.caddy === undefined) throw new Unavailable('Caddy is not installed (apt-get install caddy)');
-      const caddy = await startCaddy(ctx.caddy, upstream, ctx.prefix);
+      const caddy = await startCaddy(ctx.caddy, upstream, ctx.prefix, ctx.protocol);
       return fromSpawned(id, caddy, caddy.url, caddy.verifyMetrics);
     }
     case 'nginx': {
       if (ctx.nginx === undefined) throw new Unavailable('nginx is not installed (apt-get install nginx-light)');
-      const nginx = await startNginx(ctx.nginx, (dir, port) => proxyConfig(dir, port, upstream, ctx.wsUpstream), ctx.prefix);
+      const { protocol } = ctx;
+      const config = (dir: string, port: number): string =>
+        protocol === undefined ? proxyConfig(dir, port, upstream, ctx.wsUpstream) : h2ProxyConfig(dir, port, upstream, protocol);
+      const nginx = await startNginx(ctx.nginx, config, ctx.prefix);
       return fromSpawned(id, nginx, nginx.url);
     }
   }
