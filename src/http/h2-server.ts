@@ -88,6 +88,18 @@ function watchSessions(server: Http2Server, limits: Http2Limits, watched: Set<Se
   });
 }
 
+/**
+ * GOAWAY, then resolves when the session has closed. Node's `close(callback)` drops the callback of a
+ * session already closing (the client sent GOAWAY, or the idle timer closed it): wait for 'close' then.
+ */
+function closeSession(session: Http2Session): Promise<void> {
+  if (session.destroyed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    session.once('close', () => resolve());
+    if (!session.closed) session.close();
+  });
+}
+
 export function createHttp2Front(onRequest: Http2RequestListener, limits: Http2Limits): Http2Front {
   const server = createServer({
     settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderListSize },
@@ -102,7 +114,7 @@ export function createHttp2Front(onRequest: Http2RequestListener, limits: Http2L
     sessions: () => watched.size,
     closeAll(graceMs) {
       closing = true;
-      const closed = [...watched].map(({ session }) => new Promise<void>((resolve) => session.close(resolve)));
+      const closed = [...watched].map(({ session }) => closeSession(session));
       if (closed.length === 0) return Promise.resolve();
       const cut = setTimeout(() => {
         for (const { session } of watched) session.destroy();

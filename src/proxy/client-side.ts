@@ -30,6 +30,8 @@ export function hasBody(req: ClientRequest): boolean {
   return length !== undefined && length !== '0' && Number(length) > 0;
 }
 
+function ignoreBodyError(): void {}
+
 /**
  * An HTTP/2 request body that ends only when the client ended it. Node emits 'end' on a stream
  * (and on the compatibility request over it) even when the client resets it mid-upload: its own
@@ -45,6 +47,8 @@ class Http2RequestBody extends Readable {
     });
     stream.once('end', () => setImmediate(() => this.settle()));
     stream.once('error', (err: Error) => this.destroy(err));
+    // The upstream leg reads the error through its own listener, or is already gone: never an uncaught throw.
+    this.on('error', ignoreBodyError);
   }
 
   override _read(): void {

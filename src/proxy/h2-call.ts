@@ -10,7 +10,10 @@
  */
 import { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, constants } from 'node:http2';
 import type { Readable } from 'node:stream';
+import { abortedError, asError, connectionLostError, streamResetError } from './h2-errors.js';
 import { type H2Origin, h2RequestHeaders, headerObjectBuffers, rawHeaderBuffers } from './h2-headers.js';
+
+export { connectionLostError } from './h2-errors.js';
 import type { UpstreamHandler, UpstreamRequest } from './upstream-pool.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
@@ -38,29 +41,6 @@ export interface CallHost {
   readonly onStrayError: (err: Error) => void;
 }
 
-function codedError(message: string, code: string, extra?: Record<string, unknown>): Error {
-  return Object.assign(new Error(message), { code, ...extra });
-}
-
-/** What the handler hears when it aborts without saying why (undici's RequestAbortedError). */
-function abortedError(): Error {
-  return Object.assign(codedError('request aborted', 'ABORT_ERR'), { name: 'AbortError' });
-}
-
-/** The connection under a stream closed (a socket closed, or the session destroyed) before the response ended. */
-export function connectionLostError(): Error {
-  return codedError('upstream closed the HTTP/2 connection before the response completed', 'ECONNRESET');
-}
-
-/** node:http2 reports a peer's RST_STREAM(CANCEL) as no error at all: this gives it (and any code) one. */
-function streamResetError(rstCode: number): Error {
-  return codedError(`Stream closed with error code ${rstCode}`, 'ERR_HTTP2_STREAM_ERROR', { rstCode });
-}
-
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
 export class H2Call {
   phase: CallPhase = 'queued';
   readonly request: UpstreamRequest;
@@ -74,6 +54,8 @@ export class H2Call {
   private bodyBytes = 0;
   private responded = false;
   private trailers: Buffer[] | null = null;
+  /** The response's END_STREAM arrived; whether it ended the response or a reset followed is settled after. */
+  private endSeen = false;
 
   constructor(host: CallHost, origin: H2Origin, request: UpstreamRequest, handler: UpstreamHandler) {
     this.host = host;
@@ -117,6 +99,7 @@ export class H2Call {
     stream.on('trailers', this.onTrailers);
     stream.on('end', this.onEnd);
     stream.on('close', this.onClose);
+    stream.on('wantTrailers', this.onWantTrailers);
     // Read in 'close' (stream.errored); a listener is needed all the same, or node:events throws it.
     stream.on('error', ignore);
     if (body !== null && this.upload !== 'sent') this.sendBody(body, stream);
@@ -188,6 +171,14 @@ export class H2Call {
       return;
     }
     if (!more) this.request.body?.pause();
+  };
+
+  /**
+   * The body's END_STREAM goes out only for a body that really ended (see `open`): a cancel resets
+   * the stream without it, where node:http2 would otherwise end the stream first on its own.
+   */
+  private readonly onWantTrailers = (): void => {
+    if (this.upload === 'sent') this.stream?.sendTrailers({});
   };
 
   private readonly onDrain = (): void => {
@@ -262,11 +253,26 @@ export class H2Call {
     this.trailers = raw === undefined ? headerObjectBuffers(_headers) : rawHeaderBuffers(raw);
   };
 
+  /**
+   * The response's END_STREAM. A peer that resets a stream right after ending it (Node's own
+   * `close(code)` sends END_STREAM, then RST_STREAM) cut it: the end counts once the frames read
+   * with it are processed, and 'close' (or the next turn of the loop) tells which it was.
+   */
   private readonly onEnd = (): void => {
+    if (this.phase !== 'streaming' || this.stream === undefined) return;
+    this.endSeen = true;
+    setImmediate(this.settleEnd);
+  };
+
+  private readonly settleEnd = (): void => {
     const { stream } = this;
     if (this.phase !== 'streaming' || stream === undefined) return;
     // node:http2 also ends the readable side of a stream whose session died under it: that is 'close''s to report.
     if (!this.responded || stream.destroyed || stream.rstCode !== NGHTTP2_NO_ERROR) return;
+    this.complete(stream);
+  };
+
+  private complete(stream: ClientHttp2Stream): void {
     this.phase = 'done';
     if (this.upload === 'streaming') {
       // Answered before the whole upload: the rest is not wanted (RFC 9113 §8.1), so stop sending it.
@@ -278,7 +284,7 @@ export class H2Call {
     } catch (err) {
       this.host.onStrayError(asError(err));
     }
-  };
+  }
 
   private readonly onClose = (): void => {
     const { stream, slot } = this;
@@ -289,12 +295,17 @@ export class H2Call {
       this.requeue();
       return;
     }
+    if (this.endSeen && this.responded && stream.errored === null && slot?.gone !== true && stream.rstCode === NGHTTP2_NO_ERROR) {
+      this.complete(stream);
+      return;
+    }
     if (stream.errored !== null) this.fail(stream.errored);
     else if (slot?.gone === true) this.fail(connectionLostError());
     else this.fail(streamResetError(stream.rstCode));
   };
 
   private requeue(): void {
+    this.endSeen = false;
     this.detachBody();
     this.phase = 'queued';
     this.host.submit(this);

@@ -169,7 +169,9 @@ export class H2Session implements StreamSlot {
 
   open(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream {
     if (this.session === undefined) throw connectionLostError();
-    const stream = this.session.request(headers, { endStream });
+    // A body's END_STREAM is sent by the call once the body really ended (as empty trailers: an empty
+    // DATA frame with END_STREAM); node:http2 would send it on its own before any RST_STREAM.
+    const stream = this.session.request(headers, { endStream, waitForTrailers: !endStream });
     if (++this.opened === STREAM_BUDGET) this.retire();
     return stream;
   }
