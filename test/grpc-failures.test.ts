@@ -6,10 +6,20 @@
  */
 import { type ServerWritableStream, Metadata, status } from '@grpc/grpc-js';
 import { constants } from 'node:http2';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import type { ProxyConfig } from '../src/index.js';
-import { type Proxy, deadUpstreamUrl, parseExposition, settle, startProxy, startUpstream, echoHandler, until } from './helpers.js';
-import { type H2Response, h2Request, h2Session, startH2Upstream } from './h2-peers.js';
+import { describe, expect, it } from 'vitest';
+import { type Proxy, deadUpstreamUrl, settle, total, until } from './helpers.js';
+import {
+  type H2Response,
+  describeFrames,
+  endsStream,
+  h2Request,
+  h2Session,
+  proxyTo,
+  startH2Upstream,
+  startRawH2Upstream,
+  startedThenReset,
+  upstreamWith,
+} from './h2-peers.js';
 import {
   type EchoReply,
   type StreamRequest,
@@ -22,18 +32,6 @@ import {
   startGrpcUpstream,
   targetOf,
 } from './grpc-peers.js';
-
-async function proxyTo(url: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
-  const proxy = await startProxy(url, overrides);
-  onTestFinished(proxy.close);
-  return proxy;
-}
-
-function total(text: string, name: string, labels: Record<string, string> = {}): number {
-  return parseExposition(text)
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((sum, s) => sum + s.value, 0);
-}
 
 /** One gRPC call by hand through `proxy`, on a session of its own. */
 async function wireCall(proxy: Proxy, path: string = PATHS.unary, extra: Record<string, string> = {}): Promise<H2Response> {
@@ -148,16 +146,19 @@ describe('failures after the response started: trailers', () => {
     ['CANCEL', constants.NGHTTP2_CANCEL],
     ['PROTOCOL_ERROR', constants.NGHTTP2_PROTOCOL_ERROR],
   ])('ends the call with UNAVAILABLE in trailers on the wire when the upstream resets a started stream (%s)', async (_name, code) => {
-    const upstream = await startH2Upstream((stream) => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
-      stream.write(grpcFrame(Buffer.from([0x18, 0x07])), () => setTimeout(() => stream.close(code), 50));
-    });
+    // Frames by hand: node:http2's `close(code)` on a started response sends END_STREAM, not RST_STREAM.
+    const message = grpcFrame(Buffer.from([0x18, 0x07])); // EchoReply{seq: 7}
+    const upstream = await startRawH2Upstream(startedThenReset(code, [['content-type', 'application/grpc']], message));
     const proxy = await proxyTo(upstream.url);
     const res = await wireCall(proxy, PATHS.serverStream);
     expect(res.status).toBe(200);
     expect(res.endedWithHeaders).toBe(false);
-    expect(res.body.equals(grpcFrame(Buffer.from([0x18, 0x07])))).toBe(true);
+    expect(res.body.equals(message)).toBe(true);
     expect(res.trailers?.['grpc-status']).toBe(String(status.UNAVAILABLE));
+    // What the upstream really sent: a response begun, then reset, never ended.
+    const answer = upstream.sent.filter((f) => f.streamId !== 0);
+    expect(describeFrames(answer)).toBe(`HEADERS(s1) DATA(s1) RST_STREAM(s1 code ${code})`);
+    expect(answer.filter(endsStream)).toEqual([]);
     const { messages, status: end } = await collectStream(echoClient(targetOf(proxy.url)).ServerStream({}, new Metadata(), {}));
     expect(messages.map((m) => m.seq)).toEqual([7]);
     expect(end.code).toBe(status.UNAVAILABLE);
@@ -201,8 +202,7 @@ describe('what is and is not forwarded as gRPC', () => {
   });
 
   it('does not forward a non-gRPC POST to a gRPC-looking path outside the prefix (404)', async () => {
-    const upstream = await startUpstream(echoHandler);
-    onTestFinished(upstream.close);
+    const upstream = await upstreamWith();
     const proxy = await proxyTo(upstream.url);
     const session = await h2Session(proxy.url);
     const res = await h2Request(session, { ':method': 'POST', ':path': PATHS.unary, 'content-type': 'application/json' }, '{}');

@@ -7,8 +7,8 @@
 import { type ServerWritableStream, Metadata, status } from '@grpc/grpc-js';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { ProxyConfig } from '../src/index.js';
-import { type Proxy, parseExposition, settle, startProxy, until } from './helpers.js';
-import { collectResponse, h2Request, h2Session } from './h2-peers.js';
+import { type Proxy, plateau, settle, total, until } from './helpers.js';
+import { collectResponse, h2Request, h2Session, proxyTo } from './h2-peers.js';
 import {
   type EchoClient,
   type EchoReply,
@@ -45,34 +45,6 @@ function grpcMessages(body: Buffer): Buffer[] {
     at += 5 + length;
   }
   return messages;
-}
-
-async function proxyTo(url: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
-  const proxy = await startProxy(url, overrides);
-  onTestFinished(proxy.close);
-  return proxy;
-}
-
-function total(text: string, name: string, labels: Record<string, string> = {}): number {
-  return parseExposition(text)
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((sum, s) => sum + s.value, 0);
-}
-
-/** Polls `read` until it has not changed for `stableMs` (or `timeoutMs`): how far a producer got before backpressure held it. */
-async function plateau(read: () => number, stableMs = 500, timeoutMs = 10_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let last = read();
-  let since = Date.now();
-  while (Date.now() < deadline && Date.now() - since < stableMs) {
-    await new Promise((r) => setTimeout(r, 25));
-    const now = read();
-    if (now !== last) {
-      last = now;
-      since = Date.now();
-    }
-  }
-  return last;
 }
 
 /** Resolves with 'cancelled' when the upstream's call is cancelled, or a description after `ms`. */

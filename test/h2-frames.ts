@@ -1,7 +1,8 @@
 /**
  * HTTP/2 at the frame level, for peers that must misbehave or must show exactly what was sent: a
  * frame encoder (HPACK literals only, no Huffman, no shared state), a frame reader, a client that
- * writes frames by hand, and an upstream that records the proxy's frames and answers nothing.
+ * writes frames by hand, and an upstream that records the frames both ways and answers only as told
+ * (by default not at all; or a response started, then reset).
  * Everything started here is closed in onTestFinished.
  */
 import { type Socket, connect, createServer as createNetServer } from 'node:net';
@@ -277,24 +278,67 @@ export function describeFrames(frames: readonly H2Frame[]): string {
 export interface RawH2Upstream extends Running {
   /** Every frame the proxy sent, over all its connections, in arrival order (the preface left out). */
   readonly frames: H2Frame[];
+  /** Every frame this upstream sent, over all its connections, in order: what the proxy was really told. */
+  readonly sent: H2Frame[];
 }
 
+/** One connection of a raw upstream, as its responder sees it. */
+export interface RawH2UpstreamConnection {
+  /** Writes frames to the proxy (recorded in `sent`). */
+  send(bytes: Buffer): void;
+  /** Resolves once the proxy has processed every frame sent before: the ACK of a PING sent now. */
+  processed(): Promise<void>;
+}
+
+/** Called on the HEADERS frame that opens each request stream (trailers and CONTINUATION frames are not requests). */
+export type RawH2Responder = (request: H2Frame, connection: RawH2UpstreamConnection) => void;
+
 /**
- * An h2c upstream at the frame level that answers nothing: it sends its SETTINGS, acknowledges the
- * proxy's, and records every frame, so a test sees exactly what went upstream (whether a body ended
- * with END_STREAM, whether a stream was reset), which a node:http2 server would blur: it emits 'end'
- * on a stream the peer reset. Closed when the test ends.
+ * An h2c upstream at the frame level: it sends its SETTINGS, acknowledges the proxy's, records every
+ * frame both ways, and answers a request only as `respond` says (by default not at all). A test sees
+ * exactly what went upstream (whether a body ended with END_STREAM, whether a stream was reset),
+ * which a node:http2 server would blur: it emits 'end' on a stream the peer reset. And it sends exactly
+ * what the test says, which a node:http2 server would not: its `close(code)` on a started response
+ * ends the stream (END_STREAM) instead of resetting it. Closed when the test ends.
  */
-export async function startRawH2Upstream(): Promise<RawH2Upstream> {
+export async function startRawH2Upstream(respond: RawH2Responder = () => {}): Promise<RawH2Upstream> {
   const frames: H2Frame[] = [];
+  const sent: H2Frame[] = [];
+  const recordSent = frameReader((frame) => sent.push(frame));
   const server = createNetServer((socket) => {
     socket.on('error', () => {});
-    socket.write(settingsFrame());
+    const pings = new Map<string, () => void>();
+    let pingsSent = 0;
+    const requests = new Set<number>();
+    const connection: RawH2UpstreamConnection = {
+      send(bytes) {
+        if (!socket.writable) return;
+        recordSent(bytes);
+        socket.write(bytes);
+      },
+      processed: () =>
+        new Promise<void>((resolve) => {
+          const opaque = Buffer.alloc(8);
+          opaque.writeUInt32BE(++pingsSent, 4);
+          pings.set(opaque.toString('hex'), resolve);
+          connection.send(pingFrame(opaque));
+        }),
+    };
+    connection.send(settingsFrame());
     let preface = Buffer.alloc(0);
     const read = frameReader((frame) => {
       frames.push(frame);
       const ack = ackFor(frame);
-      if (ack !== undefined && socket.writable) socket.write(ack);
+      if (ack !== undefined) connection.send(ack);
+      if (frame.type === FRAME.PING && (frame.flags & FLAG.ACK) !== 0) {
+        const opaque = frame.payload.toString('hex');
+        pings.get(opaque)?.();
+        pings.delete(opaque);
+      }
+      if (frame.type === FRAME.HEADERS && !requests.has(frame.streamId)) {
+        requests.add(frame.streamId);
+        respond(frame, connection);
+      }
     });
     socket.on('data', (chunk: Buffer) => {
       if (preface.length < PREFACE.length) {
@@ -307,5 +351,23 @@ export async function startRawH2Upstream(): Promise<RawH2Upstream> {
   });
   const running = await startServer(server);
   onTestFinished(running.close);
-  return { ...running, frames };
+  return { ...running, frames, sent };
+}
+
+/**
+ * A response started and then broken, frame by frame: HEADERS (`:status: 200`, then `headers`), one
+ * DATA frame of `body` without END_STREAM, and, once the proxy has read those (a PING's ACK: no
+ * timer), RST_STREAM(`code`) on the stream. No END_STREAM anywhere, and the connection stays open.
+ */
+export function startedThenReset(code: number, headers: ReadonlyArray<readonly [string, string]>, body: Buffer): RawH2Responder {
+  return (request, connection) => {
+    const id = request.streamId;
+    connection.send(Buffer.concat([headersFrames(id, [[':status', '200'], ...headers], { endStream: false }), dataFrame(id, body, false)]));
+    void connection.processed().then(() => connection.send(rstStreamFrame(id, code)));
+  };
+}
+
+/** Whether a HEADERS or DATA frame carries END_STREAM. */
+export function endsStream(frame: H2Frame): boolean {
+  return (frame.type === FRAME.HEADERS || frame.type === FRAME.DATA) && (frame.flags & FLAG.END_STREAM) !== 0;
 }

@@ -4,8 +4,8 @@
  * the server from itself: it queues streams beyond the peer's SETTINGS_MAX_CONCURRENT_STREAMS, stops
  * sending after a GOAWAY, sends END_STREAM before its RST_STREAM, and may refuse oversized header
  * lists locally, so a test using it could pass without the proxy doing anything. Also HTTP/2 and
- * dual-protocol upstreams, and a reader for raw HTTP/1.1 answers. Everything started here is closed
- * in onTestFinished.
+ * dual-protocol upstreams, a reader for raw HTTP/1.1 answers, and the proxy and HTTP/1.1 upstream
+ * the HTTP/2 and gRPC tests start. Everything started here is closed in onTestFinished.
  */
 import {
   type ClientHttp2Session,
@@ -20,11 +20,35 @@ import {
 } from 'node:http2';
 import { type IncomingMessage, type RequestListener, type ServerResponse, createServer as createHttpServer } from 'node:http';
 import { connect, createServer as createNetServer } from 'node:net';
-import { onTestFinished } from 'vitest';
-import { type Running, echoHandler, startServer } from './helpers.js';
+import { expect, onTestFinished } from 'vitest';
+import type { ProxyConfig } from '../src/index.js';
+import { type Proxy, type Running, type Upstream, echoHandler, httpRequest, startProxy, startServer, startUpstream } from './helpers.js';
 import { PREFACE } from './h2-frames.js';
 
 export * from './h2-frames.js';
+
+// ---------------------------------------------------------------------------------------------
+// The proxy and an HTTP/1.1 upstream, for one test
+
+/** An HTTP/1.1 upstream answering with `handler` (an echo by default); closed when the test ends. */
+export async function upstreamWith(handler: RequestListener = echoHandler): Promise<Upstream> {
+  const upstream = await startUpstream(handler);
+  onTestFinished(upstream.close);
+  return upstream;
+}
+
+/** A proxy in front of `url`, with `overrides` over the defaults; closed when the test ends. */
+export async function proxyTo(url: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
+  const proxy = await startProxy(url, overrides);
+  onTestFinished(proxy.close);
+  return proxy;
+}
+
+/** The proxy still answers both protocols. */
+export async function expectServing(proxy: Proxy): Promise<void> {
+  expect((await h2Get(proxy.url, '/api/still-there')).status).toBe(200);
+  expect((await httpRequest(`${proxy.url}/api/still-there`)).status).toBe(200);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Node's client
@@ -111,6 +135,29 @@ export async function h2Get(url: string, path: string, headers: OutgoingHttpHead
   } finally {
     session.close();
   }
+}
+
+/**
+ * The rapid reset attack (CVE-2023-44487) on one session: opens streams and cancels each at once, until
+ * `limit` streams, `ms` passed, or the session closed (the proxy sent GOAWAY); returns how many.
+ */
+export async function rapidReset(session: ClientHttp2Session, limit: number, ms: number): Promise<number> {
+  const deadline = Date.now() + ms;
+  let opened = 0;
+  while (opened < limit && Date.now() < deadline && !session.closed && !session.destroyed) {
+    for (let i = 0; i < 100 && opened < limit; i++) {
+      try {
+        const stream = session.request({ ':path': `/api/attack/${opened}` });
+        stream.on('error', () => {});
+        stream.close(constants.NGHTTP2_CANCEL);
+        opened++;
+      } catch {
+        break; // the proxy sent GOAWAY or closed the session
+      }
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return opened;
 }
 
 // ---------------------------------------------------------------------------------------------

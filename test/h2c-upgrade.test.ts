@@ -10,9 +10,8 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { type Socket, connect } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { ProxyConfig } from '../src/index.js';
-import { type Proxy, type Upstream, echoHandler, parseExposition, settle, startProxy, startUpstream, wsSession } from './helpers.js';
-import { type Http1Answer, parseHttp1Answers } from './h2-peers.js';
+import { echoHandler, parseExposition, settle, wsSession } from './helpers.js';
+import { type Http1Answer, parseHttp1Answers, proxyTo, upstreamWith } from './h2-peers.js';
 import { startWsUpstream } from './ws-peers.js';
 
 /** Exactly what Java's HttpClient (HTTP_2 by default) sends for a GET to an http:// URL. */
@@ -20,18 +19,6 @@ const JAVA_UPGRADE = 'Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAM
 /** What curl --http2 sends on http://. */
 const CURL_UPGRADE = 'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nUser-Agent: curl/7.88.1\r\n';
 const FOO_UPGRADE = 'Connection: upgrade\r\nUpgrade: foo\r\n';
-
-async function upstreamWith(handler: Parameters<typeof startUpstream>[0] = echoHandler): Promise<Upstream> {
-  const upstream = await startUpstream(handler);
-  onTestFinished(upstream.close);
-  return upstream;
-}
-
-async function proxyTo(url: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
-  const proxy = await startProxy(url, overrides);
-  onTestFinished(proxy.close);
-  return proxy;
-}
 
 /** The upstream saw no trace of the upgrade offer. */
 function expectNoUpgradeOffer(headers: IncomingHttpHeaders | undefined): void {

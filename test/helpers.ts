@@ -156,6 +156,13 @@ export function sampleValue(text: string, name: string, labels: Record<string, s
   return found[0]?.value;
 }
 
+/** The sum of every sample named `name` whose labels include `labels` (and maybe others). */
+export function total(text: string, name: string, labels: Record<string, string> = {}): number {
+  return parseExposition(text)
+    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .reduce((sum, s) => sum + s.value, 0);
+}
+
 /** Sends raw bytes on a fresh connection and resolves with everything the server sent until it closed (or `waitMs`). */
 export function rawExchange(port: number, payload: string | Buffer, waitMs = 2_000): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -218,6 +225,38 @@ export async function settle<T>(read: () => Promise<T>, accept: (value: T) => bo
     value = await read();
   }
   return value;
+}
+
+/**
+ * Polls `read` until it has not changed for `stableMs` (or `timeoutMs` passed) and returns the last
+ * reading: how far a producer got before backpressure stopped it.
+ */
+export async function plateau(read: () => number, stableMs = 500, timeoutMs = 10_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let last = read();
+  let since = Date.now();
+  while (Date.now() < deadline && Date.now() - since < stableMs) {
+    await new Promise((r) => setTimeout(r, 25));
+    const now = read();
+    if (now !== last) {
+      last = now;
+      since = Date.now();
+    }
+  }
+  return last;
+}
+
+/** What `outcome` resolves with, or `late` when it has not within `ms`: a deadline the failed assertion names. */
+export async function within<T>(outcome: Promise<T>, ms: number, late: string): Promise<T | string> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(late), ms);
+  });
+  try {
+    return await Promise.race([outcome, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** One WebSocket session through the proxy at `path`: `messages` echoed round trips, then a normal close. */

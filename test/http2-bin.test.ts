@@ -6,10 +6,10 @@
  */
 import { Metadata, status } from '@grpc/grpc-js';
 import type { IncomingMessage } from 'node:http';
-import { type ClientHttp2Session, constants } from 'node:http2';
+import { constants } from 'node:http2';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { LOOPBACK, exitWithin, startListening, stopWithSigterm } from './bin.js';
-import { type Upstream, echoHandler, failOrEchoHandler, httpRequest, startUpstream, until } from './helpers.js';
+import { failOrEchoHandler, httpRequest, until } from './helpers.js';
 import {
   FLAG,
   FRAME,
@@ -19,6 +19,7 @@ import {
   h2Request,
   h2Session,
   headersFrames,
+  rapidReset,
   rawH2Client,
   requestHeaders,
   rstStreamFrame,
@@ -26,17 +27,12 @@ import {
   startDualUpstream,
   startH2Upstream,
   startRawH2Upstream,
+  upstreamWith,
 } from './h2-peers.js';
 import { type EchoReply, callUnary, collectStream, echoClient, startGrpcUpstream, targetOf } from './grpc-peers.js';
 import { rssBytes } from './proc.js';
 
 const MiB = 1024 * 1024;
-
-async function upstreamWith(handler: Parameters<typeof startUpstream>[0] = echoHandler): Promise<Upstream> {
-  const upstream = await startUpstream(handler);
-  onTestFinished(upstream.close);
-  return upstream;
-}
 
 describe('the HTTP/2 flags, through the bin', () => {
   it('advertises --http2-max-concurrent-streams, closes idle connections after --http2-idle-timeout, and honours --upstream-protocol http2', async () => {
@@ -161,20 +157,8 @@ describe('rapid reset (CVE-2023-44487) against the bin', () => {
     const deadline = Date.now() + ms;
     let opened = 0;
     while (opened < count && Date.now() < deadline) {
-      const session: ClientHttp2Session = await h2Session(url);
-      while (opened < count && Date.now() < deadline && !session.closed && !session.destroyed) {
-        for (let i = 0; i < 100 && opened < count; i++) {
-          try {
-            const stream = session.request({ ':path': `/api/attack/${opened}` });
-            stream.on('error', () => {});
-            stream.close(constants.NGHTTP2_CANCEL);
-            opened++;
-          } catch {
-            break;
-          }
-        }
-        await new Promise((resolve) => setImmediate(resolve));
-      }
+      const session = await h2Session(url);
+      opened += await rapidReset(session, count - opened, deadline - Date.now());
       session.destroy();
     }
     return opened;

@@ -10,29 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { ProxyConfig } from '../src/index.js';
-import { type Proxy, type Upstream, echoHandler, parseExposition, settle, startProxy, startUpstream } from './helpers.js';
+import { settle, total } from './helpers.js';
+import { proxyTo, upstreamWith } from './h2-peers.js';
 import { PATHS, grpcFrame, startGrpcUpstream } from './grpc-peers.js';
 
 const run = promisify(execFile);
-
-async function upstreamWith(handler: Parameters<typeof startUpstream>[0] = echoHandler): Promise<Upstream> {
-  const upstream = await startUpstream(handler);
-  onTestFinished(upstream.close);
-  return upstream;
-}
-
-async function proxyTo(url: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
-  const proxy = await startProxy(url, overrides);
-  onTestFinished(proxy.close);
-  return proxy;
-}
-
-function total(text: string, name: string, labels: Record<string, string> = {}): number {
-  return parseExposition(text)
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((sum, s) => sum + s.value, 0);
-}
 
 /** curl's answer: the protocol version it used, the status, and the body. */
 async function curl(args: readonly string[]): Promise<{ version: string; status: number; body: string }> {

@@ -5,7 +5,7 @@
  */
 import { constants } from 'node:http2';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { type Upstream, echoHandler, startProxy, startUpstream, until } from './helpers.js';
+import { until, within } from './helpers.js';
 import {
   FLAG,
   FRAME,
@@ -16,15 +16,11 @@ import {
   holdingUpstream,
   isStatus200,
   pingFrame,
+  proxyTo,
   rawH2Client,
   requestHeaders,
+  upstreamWith,
 } from './h2-peers.js';
-
-async function upstreamWith(handler: Parameters<typeof startUpstream>[0] = echoHandler): Promise<Upstream> {
-  const upstream = await startUpstream(handler);
-  onTestFinished(upstream.close);
-  return upstream;
-}
 
 describe('drain (app.shutdown)', () => {
   it('sends GOAWAY, lets a stream in flight finish whole, then stops', async () => {
@@ -35,8 +31,7 @@ describe('drain (app.shutdown)', () => {
       res.write('first half, ');
       release = () => res.end('second half');
     });
-    const proxy = await startProxy(upstream.url, { shutdownTimeoutMs: 5_000 });
-    onTestFinished(proxy.close);
+    const proxy = await proxyTo(upstream.url, { shutdownTimeoutMs: 5_000 });
     const session = await h2Session(proxy.url);
     const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()));
     const inFlight = h2Request(session, { ':path': '/api/slow' });
@@ -55,8 +50,7 @@ describe('drain (app.shutdown)', () => {
     const hold = holdingUpstream();
     const upstream = await upstreamWith(hold.handler);
     onTestFinished(() => hold.releaseAll());
-    const proxy = await startProxy(upstream.url, { shutdownTimeoutMs: 2_000 });
-    onTestFinished(proxy.close);
+    const proxy = await proxyTo(upstream.url, { shutdownTimeoutMs: 2_000 });
     const client = await rawH2Client(proxy.port);
     await client.waitFor((f) => f.type === FRAME.SETTINGS, 'the proxy’s SETTINGS');
     client.send(headersFrames(1, requestHeaders('/api/held/open')));
@@ -69,14 +63,7 @@ describe('drain (app.shutdown)', () => {
     const stopped = proxy.app.shutdown();
     hold.releaseAll();
     await client.waitFor((f) => f.streamId === 1 && isStatus200(f), 'the answer on stream 1');
-    let timer: NodeJS.Timeout | undefined;
-    const outcome = await Promise.race([
-      stopped.then(() => 'stopped'),
-      new Promise((resolve) => {
-        timer = setTimeout(() => resolve('shutdown still pending 6 s on'), 6_000);
-      }),
-    ]);
-    clearTimeout(timer);
+    const outcome = await within(stopped.then(() => 'stopped'), 6_000, 'shutdown still pending 6 s on');
     expect(outcome).toBe('stopped');
     expect(Date.now() - started).toBeLessThan(3_000);
   });
@@ -85,8 +72,7 @@ describe('drain (app.shutdown)', () => {
     const hold = holdingUpstream();
     const upstream = await upstreamWith(hold.handler);
     onTestFinished(() => hold.releaseAll());
-    const proxy = await startProxy(upstream.url, { shutdownTimeoutMs: 5_000 });
-    onTestFinished(proxy.close);
+    const proxy = await proxyTo(upstream.url, { shutdownTimeoutMs: 5_000 });
     const client = await rawH2Client(proxy.port);
     await client.waitFor((f) => f.type === FRAME.SETTINGS, 'the proxy’s SETTINGS');
     client.send(headersFrames(1, requestHeaders('/api/held/before')));

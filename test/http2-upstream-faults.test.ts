@@ -4,28 +4,9 @@
  * counted. gRPC's version of the same (UNAVAILABLE in trailers) is in grpc-failures.test.ts.
  */
 import { constants } from 'node:http2';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import type { ProxyConfig } from '../src/index.js';
-import { type Proxy, type Upstream, echoHandler, parseExposition, settle, startProxy, startUpstream } from './helpers.js';
-import { h2Request, h2Session, startH2Upstream } from './h2-peers.js';
-
-async function upstreamWith(handler: Parameters<typeof startUpstream>[0] = echoHandler): Promise<Upstream> {
-  const upstream = await startUpstream(handler);
-  onTestFinished(upstream.close);
-  return upstream;
-}
-
-async function proxyTo(url: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
-  const proxy = await startProxy(url, overrides);
-  onTestFinished(proxy.close);
-  return proxy;
-}
-
-function total(text: string, name: string, labels: Record<string, string> = {}): number {
-  return parseExposition(text)
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((sum, s) => sum + s.value, 0);
-}
+import { describe, expect, it } from 'vitest';
+import { settle, total } from './helpers.js';
+import { describeFrames, endsStream, h2Request, h2Session, proxyTo, startRawH2Upstream, startedThenReset, upstreamWith } from './h2-peers.js';
 
 describe('an HTTP/1.1 upstream that dies mid-response', () => {
   it.each([
@@ -56,11 +37,9 @@ describe('an HTTP/2 upstream (--upstream-protocol http2) that breaks a response 
     ['INTERNAL_ERROR', constants.NGHTTP2_INTERNAL_ERROR],
     ['CANCEL', constants.NGHTTP2_CANCEL],
   ])('breaks the client’s stream too (%s): a cut body must not look complete', async (_name, code) => {
-    const upstream = await startH2Upstream((stream) => {
-      // No content-length: the client's own length check would reset the stream and hide what the proxy did.
-      stream.respond({ ':status': 200, 'content-type': 'text/plain' });
-      stream.write('the first part of a longer body', () => setTimeout(() => stream.close(code), 50));
-    });
+    // Frames by hand: node:http2's `close(code)` on a started response sends END_STREAM, not RST_STREAM.
+    // No content-length: the client's own length check would reset the stream and hide what the proxy did.
+    const upstream = await startRawH2Upstream(startedThenReset(code, [['content-type', 'text/plain']], Buffer.from('the first part of a longer body')));
     const proxy = await proxyTo(upstream.url, { upstreamProtocol: 'http2' });
     const session = await h2Session(proxy.url);
     const outcome = await h2Request(session, { ':path': '/api/cut' }).then(
@@ -68,5 +47,9 @@ describe('an HTTP/2 upstream (--upstream-protocol http2) that breaks a response 
       (err: { rstCode?: number }) => `reset with code ${err.rstCode}`,
     );
     expect(outcome).toMatch(/^reset with code [1-9]/);
+    // What the upstream really sent: a response begun, then reset, never ended.
+    const answer = upstream.sent.filter((f) => f.streamId !== 0);
+    expect(describeFrames(answer)).toBe(`HEADERS(s1) DATA(s1) RST_STREAM(s1 code ${code})`);
+    expect(answer.filter(endsStream)).toEqual([]);
   });
 });

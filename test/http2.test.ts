@@ -9,19 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type IncomingMessage, createServer } from 'node:http';
 import { constants } from 'node:http2';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { ProxyConfig } from '../src/index.js';
-import {
-  type Proxy,
-  type Upstream,
-  echoHandler,
-  httpRequest,
-  parseExposition,
-  settle,
-  startProxy,
-  startServer,
-  startUpstream,
-  until,
-} from './helpers.js';
+import { echoHandler, httpRequest, plateau, settle, startServer, total, until } from './helpers.js';
 import {
   FLAG,
   FRAME,
@@ -29,64 +17,23 @@ import {
   holdingUpstream,
   collectResponse,
   describeFrames,
+  expectServing,
   h2Get,
   h2Request,
   h2Session,
   headersFrames,
   isStatus200,
+  proxyTo,
   rawH2Client,
   remoteSettingsArrived,
   requestHeaders,
   settingsOf,
   startH2Upstream,
+  upstreamWith,
 } from './h2-peers.js';
 
 const MiB = 1024 * 1024;
 const DURATION_COUNT = 'http_server_request_duration_seconds_count';
-
-async function upstreamWith(handler: Parameters<typeof startUpstream>[0] = echoHandler): Promise<Upstream> {
-  const upstream = await startUpstream(handler);
-  onTestFinished(upstream.close);
-  return upstream;
-}
-
-async function proxyTo(url: string, overrides: Partial<ProxyConfig> = {}): Promise<Proxy> {
-  const proxy = await startProxy(url, overrides);
-  onTestFinished(proxy.close);
-  return proxy;
-}
-
-/** The sum of every sample named `name` whose labels include `labels`. */
-function total(text: string, name: string, labels: Record<string, string> = {}): number {
-  return parseExposition(text)
-    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-    .reduce((sum, s) => sum + s.value, 0);
-}
-
-/** The proxy still answers both protocols. */
-async function expectServing(proxy: Proxy): Promise<void> {
-  expect((await h2Get(proxy.url, '/api/still-there')).status).toBe(200);
-  expect((await httpRequest(`${proxy.url}/api/still-there`)).status).toBe(200);
-}
-
-/**
- * Polls `read` until it has not changed for `stableMs` (or `timeoutMs` passed) and returns the last
- * reading: how far a producer got before backpressure stopped it.
- */
-async function plateau(read: () => number, stableMs = 500, timeoutMs = 10_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let last = read();
-  let since = Date.now();
-  while (Date.now() < deadline && Date.now() - since < stableMs) {
-    await new Promise((r) => setTimeout(r, 25));
-    const now = read();
-    if (now !== last) {
-      last = now;
-      since = Date.now();
-    }
-  }
-  return last;
-}
 
 describe("the proxy's own paths over HTTP/2", () => {
   // Under prefix / the status page moves next to the metrics path (/status belongs to the service).

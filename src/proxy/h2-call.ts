@@ -254,9 +254,10 @@ export class H2Call {
   };
 
   /**
-   * The response's END_STREAM. A peer that resets a stream right after ending it (Node's own
-   * `close(code)` sends END_STREAM, then RST_STREAM) cut it: the end counts once the frames read
-   * with it are processed, and 'close' (or the next turn of the loop) tells which it was.
+   * The response's END_STREAM. A RST_STREAM with an error code read together with it (node:http2
+   * even reports a reset of a stream it had not finished reading as an 'end') means the response
+   * was cut: the end counts once the frames read with it are processed, and 'close' (or the next
+   * turn of the loop) tells which it was.
    */
   private readonly onEnd = (): void => {
     if (this.phase !== 'streaming' || this.stream === undefined) return;
