@@ -186,7 +186,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
 
   /** An upstream answer Node cannot relay: 502 of our own, and the upstream request dropped. */
   private refuse(err: unknown): false {
-    this.upstreamDone = true;
+    this.moveUpstream('done');
     this.fail(PROTOCOL_FAILURE, err);
     this.drop();
     return false;
@@ -204,7 +204,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
   }
 
   protected override upstreamComplete(rawTrailers: Buffer[] | null): void {
-    this.upstreamDone = true;
+    this.moveUpstream('done');
     if (this.drainHooked) this.res.off('drain', this.resumeUpstream);
     if (rawTrailers !== null && rawTrailers.length > 0) {
       if (this.grpc) this.noteGrpcStatus(grpcStatusIn(rawTrailers));
@@ -221,9 +221,8 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
   }
 
   protected override upstreamFailed(err: Error): void {
-    this.stopWaiting();
     if (this.upstreamDone) return;
-    this.upstreamDone = true;
+    this.moveUpstream('done');
     // The client went away first (its abort ends up here): nothing to answer, nothing to count.
     if (this.phase === 'finished') return;
     if (this.tryRetry(err)) {

@@ -16,15 +16,19 @@ export interface UpstreamCallContext {
   readonly metrics: MetricsRecorder;
 }
 
+/**
+ * Where the upstream request stands, moving forward (a retry starts it again at `waiting`): not sent
+ * yet (a pipelined request waits its turn), waiting for a connection (counted in the
+ * pending-requests gauge), on a connection, or over (complete, failed or aborted).
+ */
+export type UpstreamPhase = 'unsent' | 'waiting' | 'connected' | 'done';
+
 export abstract class UpstreamCall<C extends UpstreamCallContext> extends UpstreamHandler {
   protected readonly ctx: C;
   protected readonly request: UpstreamRequest;
   /** The leg this request goes on: undici's HTTP/1.1 pool or the HTTP/2 sessions. */
   protected readonly pool: UpstreamPool;
-  /** Upstream side over: complete, failed or aborted (until a retry starts it again). */
-  protected upstreamDone = false;
-  /** Dispatched, and no connection yet (counted in the pending-requests gauge). */
-  protected waiting = false;
+  private upstreamPhase: UpstreamPhase = 'unsent';
   private readonly retryable: boolean;
   private abortUpstream: Abort | undefined = undefined;
   private reusedConnection = false;
@@ -44,17 +48,27 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
   /** The request has its connection and is being written. */
   protected abstract connected(): void;
 
-  protected send(fresh: boolean): void {
-    this.waiting = true;
-    this.ctx.metrics.upstreamWaiting(1);
-    if (fresh) this.pool.dispatchFresh(this.request, this);
-    else this.pool.dispatch(this.request, this);
+  /** Upstream side over: complete, failed or aborted (until a retry starts it again). */
+  protected get upstreamDone(): boolean {
+    return this.upstreamPhase === 'done';
   }
 
-  protected stopWaiting(): void {
-    if (!this.waiting) return;
-    this.waiting = false;
-    this.ctx.metrics.upstreamWaiting(-1);
+  /** Dispatched, and no connection yet. */
+  protected get waiting(): boolean {
+    return this.upstreamPhase === 'waiting';
+  }
+
+  /** Moves the upstream phase on; the pending-requests gauge counts the requests in `waiting`. */
+  protected moveUpstream(next: UpstreamPhase): void {
+    if (this.upstreamPhase === 'waiting') this.ctx.metrics.upstreamWaiting(-1);
+    if (next === 'waiting') this.ctx.metrics.upstreamWaiting(1);
+    this.upstreamPhase = next;
+  }
+
+  protected send(fresh: boolean): void {
+    this.moveUpstream('waiting');
+    if (fresh) this.pool.dispatchFresh(this.request, this);
+    else this.pool.dispatch(this.request, this);
   }
 
   /** Ends the upstream request with `err`; still waiting for a connection, it fails now (undici's onConnect aborts it later). */
@@ -69,7 +83,7 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
   }
 
   protected override upstreamAssigned(abort: Abort): void {
-    this.stopWaiting();
+    if (this.upstreamPhase === 'waiting') this.moveUpstream('connected');
     this.abortUpstream = abort;
     if (this.upstreamDone || this.clientGone()) {
       // The client left, or a timeout answered, while the request waited for a connection.
@@ -88,7 +102,6 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
   protected tryRetry(err: Error): boolean {
     if (this.retried || !this.retryable || !this.reusedConnection || this.responseStarted || !isLostConnection(err)) return false;
     this.retried = true;
-    this.upstreamDone = false;
     this.abortUpstream = undefined;
     this.reusedConnection = false;
     this.ctx.metrics.upstreamRetried(this.request.method);
