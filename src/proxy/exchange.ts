@@ -17,9 +17,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import type { Logger } from 'pino';
 import { type UpstreamTimeoutCode, UpstreamTimeoutError } from '../errors.js';
-import type { ExchangeSweep, Watched } from './exchange-sweep.js';
+import type { Watched } from './exchange-sweep.js';
 import { finishWhenClosed, forgetQueued } from './pipelined.js';
 import { errorBody, sendJson } from '../respond.js';
 import { PROTOCOL_FAILURE, RESET_FAILURE, failureOf, idleBlame, pathOf, statusOf } from './exchange-rules.js';
@@ -36,29 +35,11 @@ import {
 } from './client-side.js';
 import { endGrpcCall, grpcStatusIn, grpcStatusOfFailure, rpcOutcome } from './grpc.js';
 import { isGrpcServerError } from '../metrics/grpc-status.js';
-import { UpstreamCall, type UpstreamCallContext } from './upstream-call.js';
+import type { ExchangeContext, ExchangeStart } from './exchange-context.js';
+import { UpstreamCall } from './upstream-call.js';
+
+export type { ExchangeContext, ExchangeStart } from './exchange-context.js';
 import type { UpstreamFailure } from './upstream-errors.js';
-import type { UpstreamPool, UpstreamRequest } from './upstream-pool.js';
-
-/** What every exchange of an app shares. */
-export interface ExchangeContext extends UpstreamCallContext {
-  readonly log: Logger;
-  readonly sweep: ExchangeSweep;
-  /** While true, every response tells the client to close its connection (graceful drain). */
-  readonly isDraining: () => boolean;
-}
-
-/** One request as the forwarder hands it over. */
-export interface ExchangeStart {
-  readonly req: ClientRequest;
-  readonly res: ClientResponse;
-  readonly request: UpstreamRequest;
-  /** Arrival, from performance.now(). */
-  readonly startedAt: number;
-  readonly pool: UpstreamPool;
-  /** A gRPC call from an HTTP/2 client: its outcome is its grpc-status, and the proxy fails it the gRPC way. */
-  readonly grpc: boolean;
-}
 
 /**
  * Where the exchange stands with its client, moving forward only: forwarding (nothing relayed
