@@ -199,3 +199,25 @@ export function expectOneCleanLine(stderr: string): string {
   return stderr.trimEnd();
 }
 
+
+/** Node flags for a bin whose live memory a test reads with `liveMemory` (the preload collects on SIGUSR2). */
+export const LIVE_MEMORY_ARGS: readonly string[] = ['--expose-gc', '--import', new URL('./fixtures/gc-on-signal.mjs', import.meta.url).href];
+
+/**
+ * Live memory of a bin started with LIVE_MEMORY_ARGS: V8 heap plus memory outside it (such as
+ * Buffers) after a settled full GC, so a test compares what is kept, not what is not collected yet.
+ */
+export async function liveMemory(bin: RunningBin): Promise<number> {
+  const before = bin.stderr().length;
+  process.kill(bin.pid, 'SIGUSR2');
+  const deadline = Date.now() + 15_000;
+  while (!/gc-done \d+\n/.test(bin.stderr().slice(before))) {
+    if (Date.now() > deadline) throw new Error('timed out waiting for the proxy to collect garbage');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const text = bin.stderr().slice(before);
+  const heap = Number(/gc-done (\d+)/.exec(text)?.[1]);
+  const external = Number(/gc-external (\d+)/.exec(text)?.[1]);
+  expect(Number.isFinite(heap) && Number.isFinite(external), text).toBe(true);
+  return heap + external;
+}

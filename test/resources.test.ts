@@ -1,7 +1,7 @@
 /** Resource bounds of the real bin: thousands of idle client connections held, then released, round after round. */
 import { type Socket, connect } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { LOOPBACK, type RunningBin, startListening } from './bin.js';
+import { LIVE_MEMORY_ARGS, LOOPBACK, liveMemory, startListening } from './bin.js';
 import { httpRequest, startUpstream, until } from './helpers.js';
 import { openFds, rssBytes } from './proc.js';
 
@@ -43,18 +43,6 @@ function openIdle(port: number): Promise<Socket> {
   });
 }
 
-/** Live memory of the proxy (V8 heap + memory outside it, such as Buffers) after a settled full GC (see the preload). */
-async function liveMemory(bin: RunningBin): Promise<number> {
-  const before = bin.stderr().length;
-  process.kill(bin.pid, 'SIGUSR2');
-  await until(() => /gc-done \d+\n/.test(bin.stderr().slice(before)), 'the proxy to collect garbage', 15_000);
-  const text = bin.stderr().slice(before);
-  const heap = Number(/gc-done (\d+)/.exec(text)?.[1]);
-  const external = Number(/gc-external (\d+)/.exec(text)?.[1]);
-  expect(Number.isFinite(heap) && Number.isFinite(external), text).toBe(true);
-  return heap + external;
-}
-
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
@@ -66,12 +54,7 @@ describe('resource bounds', () => {
   it(`holds ${CONNECTIONS} idle connections ${ROUNDS} times and gives back the file descriptors and memory`, { timeout: 180_000 }, async () => {
     const upstream = await startUpstream((_req, res) => res.end('ok'));
     onTestFinished(upstream.close);
-    const preload = new URL('./fixtures/gc-on-signal.mjs', import.meta.url).href;
-    const { bin, url, port } = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url], {}, [
-      '--expose-gc',
-      '--import',
-      preload,
-    ]);
+    const { bin, url, port } = await startListening([...LOOPBACK, '--port', '0', '--upstream', upstream.url], {}, LIVE_MEMORY_ARGS);
     // warm up the paths every connection will take
     for (let i = 0; i < 20; i++) expect((await httpRequest(`${url}/api/warm`)).status).toBe(200);
     const baseFds = openFds(bin.pid);
