@@ -15,6 +15,7 @@ import {
   startProxy,
   startServer,
   startUpstream,
+  pumpBody,
 } from './helpers.js';
 
 describe('forwarding', () => {
@@ -305,18 +306,7 @@ describe('streaming', () => {
     const upstream = await startUpstream((req, res) => {
       if (req.url === '/api/download') {
         res.writeHead(200, { 'content-length': String(total) });
-        const chunk = Buffer.alloc(64 * 1024, 1);
-        const pump = (): void => {
-          while (written < total) {
-            written += chunk.length;
-            if (!res.write(chunk)) {
-              res.once('drain', pump);
-              return;
-            }
-          }
-          res.end();
-        };
-        pump();
+        pumpBody(res, total, (bytes) => (written += bytes));
         return;
       }
       // the upload: read nothing until told to

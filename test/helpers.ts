@@ -354,3 +354,25 @@ export function wsText(data: WebSocket.RawData): string {
   if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
   return Buffer.from(data).toString('utf8');
 }
+
+/**
+ * Writes `total` bytes to `res` in 64 KiB chunks (of `fill`) as fast as its reader takes them,
+ * waiting for 'drain' whenever a write says so, then ends it. `onWrite` hears each chunk's size as
+ * it is handed over, so a test can see how far a slow reader let it get.
+ */
+export function pumpBody(res: ServerResponse, total: number, onWrite: (bytes: number) => void, fill = 1): void {
+  const chunk = Buffer.alloc(64 * 1024, fill);
+  let written = 0;
+  const pump = (): void => {
+    while (written < total) {
+      written += chunk.length;
+      onWrite(chunk.length);
+      if (!res.write(chunk)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
+}

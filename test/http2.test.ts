@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type IncomingMessage, createServer } from 'node:http';
 import { constants } from 'node:http2';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { echoHandler, httpRequest, plateau, settle, startServer, total, until } from './helpers.js';
+import { echoHandler, httpRequest, plateau, pumpBody, settle, startServer, total, until } from './helpers.js';
 import {
   FLAG,
   FRAME,
@@ -183,22 +183,11 @@ describe('forwarding HTTP/2 requests to an HTTP/1.1 upstream (the default)', () 
 describe('flow control', () => {
   it('stops reading the upstream while an HTTP/2 client does not read a 64 MiB response, then relays all of it', { timeout: 60_000 }, async () => {
     const size = 64 * MiB;
-    const chunk = Buffer.alloc(64 * 1024, 7);
     let written = 0;
     const upstream = await upstreamWith((req, res) => {
       req.resume();
       res.writeHead(200, { 'content-length': String(size) });
-      const pump = (): void => {
-        while (written < size) {
-          written += chunk.length;
-          if (!res.write(chunk)) {
-            res.once('drain', pump);
-            return;
-          }
-        }
-        res.end();
-      };
-      pump();
+      pumpBody(res, size, (bytes) => (written += bytes), 7);
     });
     const proxy = await proxyTo(upstream.url);
     const session = await h2Session(proxy.url);

@@ -41,10 +41,12 @@ function decide(classify: PathClassifier, req: Http2ServerRequest): PathDecision
  * reset in the same read (the rapid-reset attack, CVE-2023-44487) is never sent upstream.
  */
 function forwardUnlessReset(http: HttpForwarder, req: Http2ServerRequest, res: Http2ServerResponse, url: string, startedAt: number): void {
-  setImmediate(() => {
-    if (res.stream.closed || res.stream.destroyed) return;
-    http.forward(req, res, url, startedAt);
-  });
+  setImmediate(forwardIfOpen, http, req, res, url, startedAt);
+}
+
+function forwardIfOpen(http: HttpForwarder, req: Http2ServerRequest, res: Http2ServerResponse, url: string, startedAt: number): void {
+  if (res.stream.closed || res.stream.destroyed) return;
+  http.forward(req, res, url, startedAt);
 }
 
 export function createHttp2RequestListener({ classify, http, ownRoutes }: Http2RouterDeps) {

@@ -1,18 +1,10 @@
 /**
- * One forwarded HTTP request: the handler undici calls, the state of the
- * request on both sides, and its outcome, recorded exactly once.
- *
- * Lifecycle: `start` counts it in flight, watches it for timeouts and
- * dispatches it to the pool. The client response's 'close' (or, for a
- * response queued behind a pipelined one, the connection's) finishes it:
- * whatever is still running upstream is aborted, and the outcome recorded.
- * A failure before the response head is answered with the proxy's JSON
- * (502/504); after it, the client connection is broken, so a truncated body
- * never looks complete. A gRPC call is failed the gRPC way instead (grpc.ts):
- * HTTP 200 with `grpc-status`, in a trailers-only response or in trailers.
- * The client may speak HTTP/1.1 or HTTP/2 (client-side.ts); the upstream leg
- * (dispatch, abort, the one retry) is the base class, in upstream-call.ts,
- * over undici's HTTP/1.1 pool or the HTTP/2 sessions.
+ * One forwarded HTTP request: the handler the upstream leg calls (undici's HTTP/1.1 pool or the
+ * HTTP/2 sessions, through upstream-call.ts), the state of the request on both sides, and its
+ * outcome, recorded exactly once when the client's response closes (or, queued behind a pipelined
+ * one, its connection). A failure before the response head gets the proxy's JSON 502/504, after it a
+ * broken response, so a truncated body never looks complete; a gRPC call gets a `grpc-status`
+ * instead (grpc.ts). The client may speak HTTP/1.1 or HTTP/2 (client-side.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -22,17 +14,8 @@ import type { Watched } from './exchange-sweep.js';
 import { finishWhenClosed, forgetQueued } from './pipelined.js';
 import { errorBody, sendJson } from '../respond.js';
 import { PROTOCOL_FAILURE, RESET_FAILURE, failureOf, idleBlame, pathOf, statusOf } from './exchange-rules.js';
-import {
-  type ClientRequest,
-  type ClientResponse,
-  type ProtocolVersion,
-  breakResponse,
-  closeConnectionAfter,
-  isHttp2,
-  protocolVersionOf,
-  writeHead,
-  writeTrailers,
-} from './client-side.js';
+import * as clientSide from './client-side.js';
+import type { ClientRequest, ClientResponse, ProtocolVersion } from './client-side.js';
 import { endGrpcCall, grpcStatusIn, grpcStatusOfFailure, rpcOutcome } from './grpc.js';
 import { isGrpcServerError } from '../metrics/grpc-status.js';
 import type { ExchangeContext, ExchangeStart } from './exchange-context.js';
@@ -89,7 +72,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     this.res = start.res;
     this.client = req.socket;
     this.startedAt = startedAt;
-    this.protocolVersion = protocolVersionOf(req);
+    this.protocolVersion = clientSide.protocolVersionOf(req);
     this.grpc = start.grpc;
     // The response clock starts at arrival: waiting for a free connection counts.
     const { responseMs } = ctx.sweep.timeouts;
@@ -151,7 +134,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     // A gRPC head that carries grpc-status is a trailers-only response, relayed as one (one HEADERS frame).
     const headStatus = this.grpc ? grpcStatusIn(raw) : undefined;
     try {
-      writeHead(this.res, this.req, { status, raw, statusText, draining: this.ctx.isDraining(), trailersOnly: headStatus !== undefined });
+      clientSide.writeHead(this.res, this.req, { status, raw, statusText, draining: this.ctx.isDraining(), trailersOnly: headStatus !== undefined });
     } catch (err) {
       return this.refuse(err);
     }
@@ -189,7 +172,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     if (this.drainHooked) this.res.off('drain', this.resumeUpstream);
     if (rawTrailers !== null && rawTrailers.length > 0) {
       if (this.grpc) this.noteGrpcStatus(grpcStatusIn(rawTrailers));
-      writeTrailers(this.res, rawTrailers);
+      clientSide.writeTrailers(this.res, rawTrailers);
     }
     this.res.end();
   }
@@ -213,7 +196,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     if (this.clientStalled || this.client.destroyed) {
       // The client is gone or stalled; whatever failed upstream is a consequence, not an upstream fault.
       if (this.clientStalled) this.ctx.log.info({ method: this.request.method, path: pathOf(this.req.url) }, 'client stalled: idle timeout');
-      breakResponse(this.res);
+      clientSide.breakResponse(this.res);
       return;
     }
     if (this.answered && !this.grpc && !(err instanceof UpstreamTimeoutError)) {
@@ -221,7 +204,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       this.markFailure(RESET_FAILURE);
       this.ctx.log.warn({ err, method: this.request.method, path: pathOf(this.req.url) }, 'upstream closed the connection mid-response');
       this.brokenByUpstream = true;
-      breakResponse(this.res);
+      clientSide.breakResponse(this.res);
       return;
     }
     this.fail(failureOf(err, this.answered), err);
@@ -231,7 +214,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
   private fail(failure: UpstreamFailure, err: unknown): void {
     this.markFailure(failure);
     this.ctx.log.error({ err, kind: failure.kind, method: this.request.method, path: pathOf(this.req.url) }, 'upstream request failed');
-    if (this.grpc && isHttp2(this.res)) {
+    if (this.grpc && clientSide.isHttp2(this.res)) {
       // Before or after the head: the call ends with a status the client can read.
       const status = grpcStatusOfFailure(failure.kind);
       if (endGrpcCall(this.res, status, failure.msg)) this.grpcStatus = status;
@@ -239,11 +222,11 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     }
     if (this.answered || this.res.headersSent) {
       this.brokenByUpstream = true;
-      breakResponse(this.res);
+      clientSide.breakResponse(this.res);
       return;
     }
     // The rest of an unfinished upload will not be read: the connection cannot carry another request.
-    if (!this.req.complete) closeConnectionAfter(this.res);
+    if (!this.req.complete) clientSide.closeConnectionAfter(this.res);
     sendJson(this.res, failure.status, errorBody(failure.msg));
   }
 
@@ -278,7 +261,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
 
   expire(code: UpstreamTimeoutCode, ms: number): void {
     if (this.upstreamDone) {
-      breakResponse(this.res);
+      clientSide.breakResponse(this.res);
       return;
     }
     this.abortWith(new UpstreamTimeoutError(code, ms));
@@ -306,11 +289,10 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       responseBytes: this.responseBytes,
       traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined,
       protocolVersion: this.protocolVersion,
-      ...(this.grpc ? { rpc: rpcOutcome(pathOf(req.url), this.grpcStatus, upstreamWasDone) } : {}),
+      // No spread of an optional field: a plain HTTP request allocates nothing for gRPC.
+      rpc: this.grpc ? rpcOutcome(pathOf(req.url), this.grpcStatus, upstreamWasDone) : undefined,
     });
   }
-
-
 }
 
 function noop(): void {}

@@ -10,36 +10,17 @@
  */
 import { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, constants } from 'node:http2';
 import type { Readable } from 'node:stream';
-import { abortedError, asError, connectionLostError, streamResetError } from './h2-errors.js';
+import { abortedError, asError, closedStreamError, refusedUnprocessed } from './h2-errors.js';
 import { type H2Origin, h2RequestHeaders, headerObjectBuffers, rawHeaderBuffers } from './h2-headers.js';
-
-export { connectionLostError } from './h2-errors.js';
+import type { CallHost, CallPhase, StreamSlot } from './h2-slot.js';
 import type { UpstreamHandler, UpstreamRequest } from './upstream-pool.js';
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = constants;
 /** What `session.request` throws for a session that is closing or gone. */
 const SESSION_GONE = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SESSION']);
 
-/** Waiting for a stream slot, on a stream, or over: completed, failed or aborted. */
-export type CallPhase = 'queued' | 'streaming' | 'done';
 /** The request body: not (yet) read, being streamed up, all written. */
 type UploadPhase = 'idle' | 'streaming' | 'sent';
-
-/** A stream slot a session reserved for a call: the call gives it back exactly once. */
-export interface StreamSlot {
-  open(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream;
-  release(): void;
-  /** The session under the stream is gone: a stream that ends now was cut, not finished. */
-  readonly gone: boolean;
-}
-
-/** What a call needs from the pool that runs it. */
-export interface CallHost {
-  /** Sends a call: on a session with room now, or when one has. A call may be submitted again, once (see `requeue`). */
-  submit(call: H2Call): void;
-  /** A handler's exception nobody else can take. */
-  readonly onStrayError: (err: Error) => void;
-}
 
 export class H2Call {
   phase: CallPhase = 'queued';
@@ -292,17 +273,13 @@ export class H2Call {
     this.stream = undefined;
     this.releaseSlot();
     if (this.phase !== 'streaming' || stream === undefined) return;
-    if (this.refusedUnprocessed(stream)) {
+    if (refusedUnprocessed(stream, this.attempts === 1, this.bodyBytes === 0 && !this.responded)) {
       this.requeue();
       return;
     }
-    if (this.endSeen && this.responded && stream.errored === null && slot?.gone !== true && stream.rstCode === NGHTTP2_NO_ERROR) {
-      this.complete(stream);
-      return;
-    }
-    if (stream.errored !== null) this.fail(stream.errored);
-    else if (slot?.gone === true) this.fail(connectionLostError());
-    else this.fail(streamResetError(stream.rstCode));
+    const err = closedStreamError(stream, this.endSeen && this.responded, slot?.gone === true);
+    if (err === undefined) this.complete(stream);
+    else this.fail(err);
   };
 
   private requeue(): void {
@@ -310,17 +287,6 @@ export class H2Call {
     this.detachBody();
     this.phase = 'queued';
     this.host.submit(this);
-  }
-
-  /**
-   * REFUSED_STREAM (a stream over the peer's limit, or above the last stream id of its GOAWAY) means
-   * the upstream did not process it at all (RFC 9113 §8.7): sent once more, transparently, on a
-   * session that takes new streams (not one draining after its GOAWAY). Once only, and only when
-   * nothing of the body has been read from the client yet (those bytes could not be sent twice)
-   * and no answer has begun.
-   */
-  private refusedUnprocessed(stream: ClientHttp2Stream): boolean {
-    return stream.rstCode === NGHTTP2_REFUSED_STREAM && this.attempts === 1 && this.bodyBytes === 0 && !this.responded;
   }
 }
 

@@ -16,7 +16,8 @@ import { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeade
 import { type Socket, connect as connectTcp } from 'node:net';
 import { type TLSSocket, connect as connectTls } from 'node:tls';
 import { UpstreamTimeoutError } from '../errors.js';
-import { type StreamSlot, connectionLostError } from './h2-call.js';
+import { connectionLostError } from './h2-errors.js';
+import type { StreamSlot } from './h2-slot.js';
 
 /** Where and how the sessions of a pool connect; resolved once from the options. */
 export interface H2Target {

@@ -18,7 +18,8 @@
  */
 import { isIP } from 'node:net';
 import { InvalidValueError } from '../errors.js';
-import { H2Call, connectionLostError } from './h2-call.js';
+import { H2Call } from './h2-call.js';
+import { connectionLostError } from './h2-errors.js';
 import type { H2Origin } from './h2-headers.js';
 import { H2Session, type H2Target, type SessionOwner } from './h2-sessions.js';
 import type { UpstreamHandler, UpstreamPool, UpstreamRequest } from './upstream-pool.js';
