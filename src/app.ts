@@ -17,6 +17,7 @@ import { type MetricsRecorder, createMetrics } from './metrics/recorder.js';
 import { withAccessLog } from './metrics/access-log.js';
 import { createMetricsEndpoint, createRoutesEndpoint } from './admin/metrics-endpoint.js';
 import { loadOpenApiTemplates } from './metrics/openapi.js';
+import { nativeHistogramSettings } from './metrics/native-histogram.js';
 import { createStatusRoutes } from './admin/status.js';
 import { createExchangeSweep } from './proxy/exchange-sweep.js';
 import { createHttpForwarder, upstreamBasePath } from './proxy/forwarder.js';
@@ -81,6 +82,7 @@ function createRecorder(config: ProxyConfig, registry: Registry, logger: Logger)
     routeTemplates: config.routes,
     openapiTemplates: config.openapi === undefined ? [] : loadOpenApiTemplates(config.openapi, config.apiPrefix),
     maxRoutes: config.maxRoutes,
+    nativeHistograms: nativeHistogramSettings(config.nativeHistogramBucketFactor, config.nativeHistogramMaxBuckets),
     sloObjective: config.slo,
   });
   // --access-log decorates the recorder; when off, nothing is added to the hot path.

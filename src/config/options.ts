@@ -5,6 +5,7 @@
 import { parseRouteTemplate } from '../metrics/route-templates.js';
 import {
   parseBoolean,
+  parseBucketFactor,
   parseBuckets,
   parseCount,
   parseFamilies,
@@ -174,6 +175,23 @@ export const OPTIONS: { readonly [K in OptionKey]: OptionSpec<K> } = {
     description: 'http_server_request_duration_seconds bucket bounds in seconds',
     list: true,
     parse: parseSecondsBuckets,
+  },
+  nativeHistogramBucketFactor: {
+    flag: '--native-histogram-bucket-factor <f>',
+    description:
+      'growth factor between native-histogram buckets (schema 3 at 1.1), sent over the protobuf exposition beside the classic buckets; 0 = off',
+    parse: parseBucketFactor,
+  },
+  nativeHistogramMaxBuckets: {
+    flag: '--native-histogram-max-buckets <n>',
+    description: 'populated native buckets per series at most; beyond, the series halves its resolution',
+    parse: parseCount,
+  },
+  protobufClassicBuckets: {
+    flag: '--protobuf-classic-buckets',
+    description:
+      'send classic buckets beside the native ones over protobuf (--no-protobuf-classic-buckets once every scraper reads native histograms)',
+    parse: parseBoolean,
   },
   routes: {
     flag: '--route <template>',

@@ -172,6 +172,17 @@ export function parseFamilies(raw: string, source: string): MetricFamilyName[] {
   return families;
 }
 
+/**
+ * The growth factor between neighbouring native-histogram buckets, as client_golang takes it:
+ * above 1 (up to 65536, schema -4), or 0 to turn native histograms off.
+ */
+export function parseBucketFactor(raw: string, source: string): number {
+  const text = raw.trim();
+  const factor = /^[0-9]*\.?[0-9]+$/.test(text) ? Number(text) : Number.NaN;
+  if (factor === 0 || (factor > 1 && factor <= 65_536)) return factor;
+  throw invalid(source, raw, 'expected a factor above 1 (e.g. 1.1), at most 65536, or 0 to turn native histograms off');
+}
+
 /** A whole number from 1 to 100 000. */
 export function parseCount(raw: string, source: string): number {
   const text = raw.trim();

@@ -69,6 +69,12 @@ export interface Config {
   readonly metricFamilies: readonly MetricFamilyName[];
   /** http_server_request_duration_seconds bucket bounds. */
   readonly durationBucketsSeconds: readonly number[];
+  /** Native histograms' bucket growth factor (client_golang's NativeHistogramBucketFactor); 0 = no native buckets. */
+  readonly nativeHistogramBucketFactor: number;
+  /** Populated native buckets per series before its schema is reduced. */
+  readonly nativeHistogramMaxBuckets: number;
+  /** Whether the protobuf exposition carries the classic buckets too (text formats always do). */
+  readonly protobufClassicBuckets: boolean;
   /** Route templates for http_route (`/api/users/:id`), most specific match wins. */
   readonly routes: readonly string[];
   /** An OpenAPI 3 document whose paths become route templates. */

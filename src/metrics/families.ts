@@ -16,6 +16,7 @@
  * never calls it that way (exposition.ts renders these families itself and restores prom-client's).
  */
 import type { Registry } from 'prom-client';
+import { type NativeBuckets, type NativeHistogramSettings, createNativeBuckets, observeNative } from './native-histogram.js';
 
 type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -35,7 +36,7 @@ interface ValueJson {
 }
 
 /** An exemplar as OpenMetrics writes it: the label text is built once, when it is recorded. */
-interface Exemplar {
+export interface Exemplar {
   readonly labelText: string;
   readonly labelSet: Readonly<Record<string, string>>;
   readonly value: number;
@@ -94,6 +95,11 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
     this.labelNames = options.labelNames ?? [];
     // A registry treats anything with name, help, type and get() as a metric.
     options.registry.registerMetric(this as never);
+  }
+
+  /** Every series, in creation order: for the exposition formats that render from outside (protobuf). */
+  seriesList(): IterableIterator<S> {
+    return this.children.values();
   }
 
   /** The series of these label values (in labelNames order), created on first use. Callers on a hot path keep it. */
@@ -201,26 +207,40 @@ export interface HistogramSeries {
   count: number;
   /** The latest exemplar per bucket (last slot +Inf), allocated with the first one. */
   exemplars: Array<Exemplar | undefined> | undefined;
+  /** The same observations in native buckets; undefined when native histograms are off. */
+  readonly native: NativeBuckets | undefined;
 }
 
 export interface HistogramOptions extends FamilyOptions {
   readonly buckets: readonly number[];
+  /** Native buckets beside the classic ones (--native-histogram-*); undefined: classic only. */
+  readonly native?: NativeHistogramSettings | undefined;
 }
 
 export class HistogramFamily extends Family<HistogramSeries> {
   readonly type = 'histogram';
   readonly buckets: readonly number[];
+  readonly native: NativeHistogramSettings | undefined;
   /** `le="…"` label text per bucket, with the separator it needs, built once. */
   private readonly bucketLabels: readonly string[];
 
   constructor(options: HistogramOptions) {
     super(options);
     this.buckets = Object.freeze([...options.buckets]);
+    this.native = options.native;
     this.bucketLabels = [...this.buckets.map(formatNumber), '+Inf'].map((le) => `le="${le}"`);
   }
 
   protected create(labels: Readonly<Record<string, string>>, text: string): HistogramSeries {
-    return { labels, labelText: text, counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0, exemplars: undefined };
+    return {
+      labels,
+      labelText: text,
+      counts: new Float64Array(this.buckets.length + 1),
+      sum: 0,
+      count: 0,
+      exemplars: undefined,
+      native: this.native === undefined ? undefined : createNativeBuckets(this.native.schema),
+    };
   }
 
   /** Counts `value` (non-finite and negative values count as 0: a metric must never break a request). */
@@ -232,6 +252,7 @@ export class HistogramFamily extends Family<HistogramSeries> {
     series.counts[i] = (series.counts[i] as number) + 1;
     series.sum += v;
     series.count += 1;
+    if (series.native !== undefined) observeNative(series.native, this.native as NativeHistogramSettings, v);
     if (exemplar !== undefined) {
       series.exemplars ??= new Array<Exemplar | undefined>(buckets.length + 1);
       series.exemplars[i] = exemplarOf(exemplar, v);

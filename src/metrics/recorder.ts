@@ -12,6 +12,7 @@ import { DEFAULT_SLO_OBJECTIVE, createSloMetric } from './slo.js';
 import { type RouteTable, createRouteTable } from './routes.js';
 import { type RpcMethodTable, createRpcMethodTable } from './rpc-methods.js';
 import type { UpstreamFailureKind } from '../errors.js';
+import type { NativeHistogramSettings } from './native-histogram.js';
 
 export { OTHER_METHOD, STANDARD_METHODS, methodLabel } from './methods.js';
 export { GRPC_STATUS_NAMES, grpcStatusName, isGrpcServerError } from './grpc-status.js';
@@ -87,6 +88,8 @@ export interface MetricsOptions {
   readonly routeTemplates: readonly string[];
   readonly openapiTemplates: readonly string[];
   readonly maxRoutes: number;
+  /** Native buckets beside every histogram's classic ones; undefined: classic only. */
+  readonly nativeHistograms?: NativeHistogramSettings;
   /** --slo, exposed as metrics_proxy_slo_objective_ratio; default 0.999. */
   readonly sloObjective?: number;
 }
@@ -111,10 +114,10 @@ const MISNAMED_DEFAULT_GAUGES = ['nodejs_active_handles_total', 'nodejs_active_r
 
 /** Registers the enabled families, the SLO gauge and prom-client's process metrics; the recorder writes to the first two. */
 function registerFamilies(registry: Registry, options: MetricsOptions) {
-  const seed = options.families.includes('seed') ? createSeedMetrics(registry, options.bucketsMs) : undefined;
+  const seed = options.families.includes('seed') ? createSeedMetrics(registry, options.bucketsMs, options.nativeHistograms) : undefined;
   const recordScrape = seed !== undefined ? createScrapeCounter(registry) : noop;
   const standard = options.families.includes('standard')
-    ? createStandardMetrics(registry, options.durationBucketsSeconds)
+    ? createStandardMetrics(registry, options.durationBucketsSeconds, options.nativeHistograms)
     : undefined;
   if (options.families.length > 0) createSloMetric(registry, options.sloObjective ?? DEFAULT_SLO_OBJECTIVE);
   collectDefaultMetrics({ register: registry });

@@ -4,6 +4,7 @@
  * counter. A contract with existing dashboards: change nothing here lightly.
  */
 import type { Registry } from 'prom-client';
+import type { NativeHistogramSettings } from './native-histogram.js';
 import { CounterFamily, type CounterSeries, HistogramFamily, type HistogramSeries } from './families.js';
 import { methodLabel } from './methods.js';
 
@@ -14,7 +15,11 @@ export interface SeedMetrics {
   recordError(type: SeedErrorType): void;
 }
 
-export function createSeedMetrics(registry: Registry, bucketsMs: readonly number[]): SeedMetrics {
+export function createSeedMetrics(
+  registry: Registry,
+  bucketsMs: readonly number[],
+  native: NativeHistogramSettings | undefined,
+): SeedMetrics {
   const apiCount = new CounterFamily({
     name: 'apiCount',
     help: 'Forwarded API requests (HTTP and WebSocket handshakes), by method, whatever their outcome.',
@@ -26,6 +31,7 @@ export function createSeedMetrics(registry: Registry, bucketsMs: readonly number
     help: "Milliseconds from a request's arrival to the end of its response or error (WebSocket: until the 101 is relayed).",
     labelNames: ['method'],
     buckets: bucketsMs,
+    native,
     registry,
   });
   const apiErrorCount = new CounterFamily({

@@ -7,6 +7,7 @@
  * only leave the in-flight gauge (`requestEnded`).
  */
 import type { Registry } from 'prom-client';
+import type { NativeHistogramSettings } from './native-histogram.js';
 import { type CounterSeries, GaugeFamily, HistogramFamily, type HistogramSeries } from './families.js';
 import { STANDARD_METHODS } from './methods.js';
 
@@ -64,13 +65,14 @@ interface MethodSlot {
   readonly unknownProtocol: ProtocolSlot;
 }
 
-function createFamilies(registry: Registry, durationBuckets: readonly number[]) {
+function createFamilies(registry: Registry, durationBuckets: readonly number[], native: NativeHistogramSettings | undefined) {
   const bodySize = (name: string, help: string): HistogramFamily =>
     new HistogramFamily({
       name,
       help,
       labelNames: ['http_request_method', 'http_route', 'network_protocol_version'],
       buckets: BODY_SIZE_BUCKETS,
+      native,
       registry,
     });
   return {
@@ -79,6 +81,7 @@ function createFamilies(registry: Registry, durationBuckets: readonly number[]) 
       help: 'Duration of HTTP server requests (WebSocket: the handshake), from arrival to the end of the response or error.',
       labelNames: ['http_request_method', 'http_response_status_code', 'http_route', 'error_type', 'network_protocol_version'],
       buckets: durationBuckets,
+      native,
       registry,
     }),
     active: new GaugeFamily({
@@ -95,8 +98,12 @@ function createFamilies(registry: Registry, durationBuckets: readonly number[]) 
   };
 }
 
-export function createHttpServerMetrics(registry: Registry, durationBuckets: readonly number[]): HttpServerMetrics {
-  const { duration, active, requestSize, responseSize } = createFamilies(registry, durationBuckets);
+export function createHttpServerMetrics(
+  registry: Registry,
+  durationBuckets: readonly number[],
+  native: NativeHistogramSettings | undefined,
+): HttpServerMetrics {
+  const { duration, active, requestSize, responseSize } = createFamilies(registry, durationBuckets, native);
   // Every method's in-flight gauge exists from the start; everything else is created on first use and kept.
   const methods = new Map<string, MethodSlot>();
   for (const method of [...STANDARD_METHODS, OTEL_OTHER_METHOD]) {

@@ -8,6 +8,7 @@
  * found once and kept: a call allocates nothing once its series exists.
  */
 import type { Registry } from 'prom-client';
+import type { NativeHistogramSettings } from './native-histogram.js';
 import { CounterFamily, type ExemplarLabels, HistogramFamily, type HistogramSeries } from './families.js';
 import { grpcStatusName, isGrpcServerError } from './grpc-status.js';
 import { UPSTREAM_ERROR_TYPES } from './standard-upstream.js';
@@ -56,12 +57,17 @@ export function rpcErrorType(outcome: RpcOutcome, errorType: string): string {
   return outcome.cancelled ? '' : OTHER_RPC_ERROR;
 }
 
-export function createRpcServerMetrics(registry: Registry, durationBuckets: readonly number[]): RpcServerMetrics {
+export function createRpcServerMetrics(
+  registry: Registry,
+  durationBuckets: readonly number[],
+  native: NativeHistogramSettings | undefined,
+): RpcServerMetrics {
   const duration = new HistogramFamily({
     name: 'rpc_server_call_duration_seconds',
     help: 'Duration of gRPC calls, from arrival to the end of the call (its status, or the error); a streaming call is recorded once, when it ends.',
     labelNames: ['rpc_system_name', 'rpc_method', 'rpc_status_code', 'error_type'],
     buckets: durationBuckets,
+    native,
     registry,
   });
   // method → status → error type → series, every key a bounded label value.

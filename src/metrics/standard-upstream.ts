@@ -4,6 +4,7 @@
  * lists, and every series exists at 0 from start-up.
  */
 import type { Registry } from 'prom-client';
+import type { NativeHistogramSettings } from './native-histogram.js';
 import { CounterFamily, GaugeFamily } from './families.js';
 import type { UpstreamFailureKind } from '../errors.js';
 
@@ -28,7 +29,11 @@ export interface UpstreamMetrics {
   upstreamRetried(method: string | undefined): void;
 }
 
-export function createUpstreamMetrics(registry: Registry): UpstreamMetrics {
+export function createUpstreamMetrics(
+  registry: Registry,
+  _durationBuckets: readonly number[],
+  _native: NativeHistogramSettings | undefined,
+): UpstreamMetrics {
   const errors = new CounterFamily({
     name: 'metrics_proxy_upstream_errors_total',
     help:

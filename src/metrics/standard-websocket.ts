@@ -4,6 +4,7 @@
  * Messages are the WebSocket hot path: their series are found once per route.
  */
 import type { Registry } from 'prom-client';
+import type { NativeHistogramSettings } from './native-histogram.js';
 import { CounterFamily, type CounterSeries, GaugeFamily, HistogramFamily } from './families.js';
 
 const SESSION_BUCKETS_SECONDS = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400];
@@ -21,7 +22,7 @@ interface MessageCounters {
   readonly bytes: CounterSeries;
 }
 
-function createFamilies(registry: Registry) {
+function createFamilies(registry: Registry, native: NativeHistogramSettings | undefined) {
   const byDirection = (name: string, help: string): CounterFamily =>
     new CounterFamily({ name, help, labelNames: ['http_route', 'direction'], registry });
   return {
@@ -36,6 +37,7 @@ function createFamilies(registry: Registry) {
       help: 'Lifetime of WebSocket sessions, from the 101 to the close, by close code (1006: no close frame).',
       labelNames: ['http_route', 'close_code'],
       buckets: SESSION_BUCKETS_SECONDS,
+      native,
       registry,
     }),
     messages: byDirection('metrics_proxy_websocket_messages_total', 'WebSocket data messages relayed, by direction (upstream: client to service).'),
@@ -46,8 +48,8 @@ function createFamilies(registry: Registry) {
   };
 }
 
-export function createWebSocketMetrics(registry: Registry): WebSocketMetrics {
-  const { sessions, sessionDuration, messages, messageBytes } = createFamilies(registry);
+export function createWebSocketMetrics(registry: Registry, native: NativeHistogramSettings | undefined): WebSocketMetrics {
+  const { sessions, sessionDuration, messages, messageBytes } = createFamilies(registry, native);
   const messageSlots = new Map<string, Record<Direction, MessageCounters>>();
   const countersOf = (route: string, direction: Direction): MessageCounters => ({
     messages: messages.series(route, direction),

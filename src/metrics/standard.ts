@@ -14,6 +14,8 @@
  */
 import type { Registry } from 'prom-client';
 import { CounterFamily } from './families.js';
+import type { NativeHistogramSettings } from './native-histogram.js';
+
 import { type HttpServerMetrics, createHttpServerMetrics } from './standard-http.js';
 import { type RpcServerMetrics, createRpcServerMetrics } from './standard-rpc.js';
 import { type UpstreamMetrics, createUpstreamMetrics } from './standard-upstream.js';
@@ -29,17 +31,21 @@ export interface StandardMetrics extends HttpServerMetrics, RpcServerMetrics, Up
   routeOverflowed(): void;
 }
 
-export function createStandardMetrics(registry: Registry, durationBuckets: readonly number[]): StandardMetrics {
+export function createStandardMetrics(
+  registry: Registry,
+  durationBuckets: readonly number[],
+  native: NativeHistogramSettings | undefined,
+): StandardMetrics {
   // Registered in the order they are listed in the exposition.
-  const http = createHttpServerMetrics(registry, durationBuckets);
-  const rpc = createRpcServerMetrics(registry, durationBuckets);
-  const upstream = createUpstreamMetrics(registry);
+  const http = createHttpServerMetrics(registry, durationBuckets, native);
+  const rpc = createRpcServerMetrics(registry, durationBuckets, native);
+  const upstream = createUpstreamMetrics(registry, durationBuckets, native);
   const overflow = new CounterFamily({
     name: 'metrics_proxy_routes_overflow_total',
     help: 'Requests recorded as http_route="other" because the route budget (--max-routes) was full.',
     registry,
   }).series();
-  const websocket = createWebSocketMetrics(registry);
+  const websocket = createWebSocketMetrics(registry, native);
   return {
     ...http,
     ...rpc,
