@@ -8,7 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { createBearerCheck } from './http/bearer.js';
-import type { Rendered } from './admin/exposition.js';
+import { type Renderer, createRenderer } from './admin/exposition.js';
 import type { ProxyConfig } from './config/config.js';
 import { HEALTH_PATH, READY_PATH, createHealth } from './admin/health.js';
 import { OptionNotAllowedError } from './errors.js';
@@ -33,7 +33,7 @@ export interface AppDeps {
   readonly logger?: Logger;
   readonly registry?: Registry;
   /** Renders a scrape; in a cluster worker, the primary's sum over all workers. */
-  readonly render?: (openMetrics: boolean) => Promise<Rendered>;
+  readonly render?: Renderer;
 }
 
 export type { ListeningAddress } from './http/servers.js';
@@ -149,7 +149,7 @@ function createOwnRoutes(config: ProxyConfig, deps: OwnRouteDeps): Map<string, H
   const protect = (handler: Handler): Handler =>
     config.metricsToken === undefined ? handler : requireToken(createBearerCheck(config.metricsToken), handler);
   const ownRoutes = new Map<string, Handler>([
-    [config.metricsPath, protect(createMetricsEndpoint(registry, metrics, logger, deps.render))],
+    [config.metricsPath, protect(createMetricsEndpoint(registry, metrics, logger, deps.render ?? createRenderer(registry, { classicBuckets: config.protobufClassicBuckets })))],
     [routesPath(config.metricsPath), protect(createRoutesEndpoint(metrics))],
     [HEALTH_PATH, (req, res) => health.serveLiveness(req, res)],
     [READY_PATH, (req, res) => health.serveReadiness(req, res)],

@@ -336,7 +336,7 @@ describe('the families expose what prom-client exposes for the same operations',
 
       // Prometheus text 0.0.4, the whole registry through our renderer against prom-client's formatter.
       const theirs = await pair.oracle.metrics();
-      const ours = (await createRenderer(pair.ours)(false)).body;
+      const ours = String((await createRenderer(pair.ours)('text')).body);
       const [theirsParsed, oursParsed] = [parseDocument(theirs, false), parseDocument(ours, false)];
       expect(oursParsed.help).toEqual(theirsParsed.help);
       expect(oursParsed.types).toEqual(theirsParsed.types);
@@ -349,7 +349,7 @@ describe('the families expose what prom-client exposes for the same operations',
       // OpenMetrics: the same, except for counters without `_total`, which we type `unknown` (see below).
       if (c.kind === 'counter' && !c.name.endsWith('_total')) return;
       setFormat(pair.oracle, OPENMETRICS); // prom-client renames its counter for good now: last use
-      const [theirsOm, oursOm] = [parseDocument(await pair.oracle.metrics(), true), parseDocument((await createRenderer(pair.ours)(true)).body, true)];
+      const [theirsOm, oursOm] = [parseDocument(await pair.oracle.metrics(), true), parseDocument(String((await createRenderer(pair.ours)('openmetrics')).body), true)];
       expect(oursOm.help).toEqual(theirsOm.help);
       expect(oursOm.types).toEqual(theirsOm.types);
       expect(sampleSet(oursOm.samples)).toEqual(sampleSet(theirsOm.samples));
@@ -469,7 +469,7 @@ describe('OpenMetrics', () => {
         .map((s): [string, unknown] => [`${s.name}${labelKey(s.labels)}`, [s.value, s.exemplar?.labels, s.exemplar?.value]])
         .sort(byKey);
     const theirs = parseDocument(await oracle.metrics(), true);
-    const mine = parseDocument((await createRenderer(ours)(true)).body, true);
+    const mine = parseDocument(String((await createRenderer(ours)('openmetrics')).body), true);
     expect(shape(mine)).toEqual(shape(theirs));
     expect(mine.samples.some((s) => s.exemplar !== undefined)).toBe(true);
   });
@@ -483,7 +483,8 @@ describe('OpenMetrics', () => {
     const namesBefore = names();
     const render = createRenderer(registry);
 
-    const om = await render(true);
+    const omRendered = await render('openmetrics');
+    const om = { contentType: omRendered.contentType, body: String(omRendered.body) };
     expect(om.contentType).toBe(OPENMETRICS);
     expect(om.body.endsWith('\n# EOF\n')).toBe(true);
     expect(om.body.split('# EOF').length).toBe(2);
@@ -497,7 +498,8 @@ describe('OpenMetrics', () => {
     expect(registry.contentType).toBe(contentType);
     expect(names()).toEqual(namesBefore);
 
-    const text = await render(false);
+    const textRendered = await render('text');
+    const text = { contentType: textRendered.contentType, body: String(textRendered.body) };
     expect(text.contentType).toBe(PROMETHEUS);
     expect(text.body).not.toContain('# EOF');
     const textParsed = parseDocument(text.body, false);
@@ -507,8 +509,8 @@ describe('OpenMetrics', () => {
     expect(textParsed.types).toEqual(textTypes(omParsed.types));
 
     // Again: nothing drifted (a leftover rename would turn up as jobs or process_cpu_user_seconds in text).
-    expect(parseDocument((await render(true)).body, true).types).toEqual(omParsed.types);
-    expect(parseDocument((await render(false)).body, false).types).toEqual(textParsed.types);
+    expect(parseDocument(String((await render('openmetrics')).body), true).types).toEqual(omParsed.types);
+    expect(parseDocument(String((await render('text')).body), false).types).toEqual(textParsed.types);
     expect(registry.contentType).toBe(contentType);
     expect(names()).toEqual(namesBefore);
     if (contentType === PROMETHEUS) expect(parseDocument(await registry.metrics(), false).types).toEqual(textParsed.types);
@@ -549,7 +551,7 @@ describe('escaping', () => {
     const registry = escapingRegistry([value]);
     const render = createRenderer(registry);
     for (const openMetrics of [false, true]) {
-      const parsed = parseDocument((await render(openMetrics)).body, openMetrics);
+      const parsed = parseDocument(String((await render(openMetrics ? 'openmetrics' : 'text')).body), openMetrics);
       expect(parsed.samples).toHaveLength(6);
       for (const sample of parsed.samples) expect(sample.labels.path).toBe(value);
       expect([...parsed.help.values()]).toEqual([AWKWARD_HELP, AWKWARD_HELP, AWKWARD_HELP]);
@@ -559,7 +561,7 @@ describe('escaping', () => {
     const oracle = new Registry();
     new Counter({ name: 'escaping_requests_total', help: AWKWARD_HELP, labelNames: ['path'], registers: [oracle] }).inc({ path: value });
     new Gauge({ name: 'escaping_in_flight', help: AWKWARD_HELP, labelNames: ['path'], registers: [oracle] }).set({ path: value }, 2);
-    expect((await render(false)).body).toContain(await oracle.metrics());
+    expect(String((await render('text')).body)).toContain(await oracle.metrics());
   });
 
   it('writes the help text with backslash and newline escaped, on one line', () => {
@@ -569,7 +571,7 @@ describe('escaping', () => {
 
   it.skipIf(prometheusTools() === undefined)('promtool check metrics accepts all of them in one exposition', async () => {
     const registry = escapingRegistry(AWKWARD.map(([, value]) => value));
-    const { ok, problems } = await promtoolCheckMetrics((await createRenderer(registry)(false)).body);
+    const { ok, problems } = await promtoolCheckMetrics(String((await createRenderer(registry)('text')).body));
     expect(problems).toEqual([]);
     expect(ok).toBe(true);
   });
@@ -615,7 +617,7 @@ describe('cluster aggregation', () => {
     }
     const aggregated = AggregatorRegistry.aggregate([await one.registry.getMetricsAsJSON(), await two.registry.getMetricsAsJSON()]);
     const summed = parseDocument(await aggregated.metrics(), false);
-    const expected = parseDocument((await createRenderer(both.registry)(false)).body, false);
+    const expected = parseDocument(String((await createRenderer(both.registry)('text')).body), false);
     expect(summed.types).toEqual(expected.types);
     expect(summed.help).toEqual(expected.help);
     expect(sampleSet(summed.samples)).toEqual(sampleSet(expected.samples));
@@ -734,24 +736,24 @@ describe('createRenderer', () => {
   it('serialises renders: concurrent text and OpenMetrics renders are both right', async () => {
     const registry = fullRegistry(PROMETHEUS);
     const render = createRenderer(registry);
-    const text = parseDocument((await render(false)).body, false);
-    const om = parseDocument((await render(true)).body, true);
+    const text = parseDocument(String((await render('text')).body), false);
+    const om = parseDocument(String((await render('openmetrics')).body), true);
 
-    const [concurrentText, concurrentOm] = await Promise.all([render(false), render(true)]);
+    const [concurrentText, concurrentOm] = await Promise.all([render('text'), render('openmetrics')]);
     expect(concurrentText.contentType).toBe(PROMETHEUS);
     expect(concurrentOm.contentType).toBe(OPENMETRICS);
     for (const [rendered, openMetrics, expected] of [
       [concurrentText, false, text],
       [concurrentOm, true, om],
     ] as const) {
-      const parsed = parseDocument(rendered.body, openMetrics); // a sample named outside its family throws here
+      const parsed = parseDocument(String(rendered.body), openMetrics); // a sample named outside its family throws here
       expect(parsed.types).toEqual(expected.types);
       expect(ours(parsed)).toEqual(ours(expected));
     }
 
-    const many = await Promise.all(Array.from({ length: 10 }, (_, i) => render(i % 2 === 1)));
+    const many = await Promise.all(Array.from({ length: 10 }, (_, i) => render(i % 2 === 1 ? 'openmetrics' : 'text')));
     many.forEach((rendered, i) => {
-      const parsed = parseDocument(rendered.body, i % 2 === 1);
+      const parsed = parseDocument(String(rendered.body), i % 2 === 1);
       expect(parsed.types).toEqual(i % 2 === 1 ? om.types : text.types);
     });
     expect(registry.contentType).toBe(PROMETHEUS);
@@ -772,11 +774,11 @@ describe('createRenderer', () => {
     };
     registry.registerMetric(flaky as never);
     const render = createRenderer(registry);
-    const [failed, next] = await Promise.allSettled([render(true), render(false)]);
+    const [failed, next] = await Promise.allSettled([render('openmetrics'), render('text')]);
     expect(failed.status).toBe('rejected');
     expect(registry.contentType).toBe(PROMETHEUS);
     expect(next.status).toBe('fulfilled');
-    if (next.status === 'fulfilled') expect(parseDocument(next.value.body, false).samples.find((s) => s.name === 'flaky')?.value).toBe(1);
-    expect(parseDocument((await render(true)).body, true).types.get('process_cpu_user_seconds')).toBe('counter');
+    if (next.status === 'fulfilled') expect(parseDocument(String(next.value.body), false).samples.find((s) => s.name === 'flaky')?.value).toBe(1);
+    expect(parseDocument(String((await render('openmetrics')).body), true).types.get('process_cpu_user_seconds')).toBe('counter');
   });
 });

@@ -45,7 +45,7 @@ function setup(overrides: Partial<MetricsOptions> = {}): Setup {
     ...overrides,
   });
   const render = createRenderer(registry);
-  return { metrics, text: async () => (await render(false)).body, openMetrics: async () => (await render(true)).body };
+  return { metrics, text: async () => String((await render('text')).body), openMetrics: async () => String((await render('openmetrics')).body) };
 }
 
 interface CallOptions {

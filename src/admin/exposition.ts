@@ -1,42 +1,85 @@
 /**
  * Rendering the registry for a scrape: Prometheus text 0.0.4 by default,
- * OpenMetrics (with exemplars) when the scraper asks for it, one render at a
- * time. Our families write their own text; prom-client's process metrics go
+ * OpenMetrics (with exemplars) or the protobuf exposition (with native
+ * histograms) when the scraper prefers it, one render at a time. Our families write their own text; prom-client's process metrics go
  * through its formatter, which fixes the format per registry and renames
  * counters (`x_total` → `x`) while rendering OpenMetrics, so each render sets
  * what it needs and puts the registry back as it was.
  */
 import { Registry } from 'prom-client';
+import { encodeFamily, type ProtoOptions } from '../metrics/family-proto.js';
+import { CounterFamily, GaugeFamily, HistogramFamily } from '../metrics/families.js';
+import { ProtoWriter } from '../metrics/proto-writer.js';
+import { type MetricJson, encodeJsonMetric } from './json-proto.js';
+
+export type ExpositionFormat = 'text' | 'openmetrics' | 'protobuf';
+
+export const PROTOBUF_CONTENT_TYPE = 'application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited';
+
+export const CONTENT_TYPES: Readonly<Record<ExpositionFormat, string>> = {
+  text: Registry.PROMETHEUS_CONTENT_TYPE,
+  openmetrics: Registry.OPENMETRICS_CONTENT_TYPE,
+  protobuf: PROTOBUF_CONTENT_TYPE,
+};
 
 export interface Rendered {
-  readonly body: string;
+  /** Text for the text formats, bytes for protobuf. */
+  readonly body: string | Buffer;
   readonly contentType: string;
 }
 
+export type Renderer = (format: ExpositionFormat) => Promise<Rendered>;
+
 interface MediaRange {
   readonly type: string;
+  readonly params: readonly string[];
   readonly q: number;
 }
 
 function mediaRanges(header: string): MediaRange[] {
   return header.split(',').map((part) => {
-    const [type = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+    const [type = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase().replace(/\s*=\s*/, '='));
     const q = params.find((p) => p.startsWith('q='));
     const weight = q === undefined ? 1 : Number(q.slice(2));
-    return { type, q: Number.isFinite(weight) ? weight : 0 };
+    return { type, params, q: Number.isFinite(weight) ? weight : 0 };
   });
 }
 
-/** True when the Accept header ranks OpenMetrics at least as high as the text format (as Prometheus's own header does). */
-export function prefersOpenMetrics(accept: string | undefined): boolean {
-  if (accept === undefined || !accept.includes('openmetrics')) return false;
-  let openMetrics = 0;
-  let text = 0;
-  for (const range of mediaRanges(accept)) {
-    if (range.type === 'application/openmetrics-text') openMetrics = Math.max(openMetrics, range.q);
-    else if (range.type === 'text/plain' || range.type === '*/*' || range.type === 'text/*') text = Math.max(text, range.q);
+/** The exposition format a media range asks for, if any: protobuf only as Prometheus names it (delimited MetricFamily messages). */
+function formatOf(range: MediaRange): ExpositionFormat | undefined {
+  switch (range.type) {
+    case 'application/openmetrics-text':
+      return 'openmetrics';
+    case 'text/plain':
+    case 'text/*':
+    case '*/*':
+      return 'text';
+    case 'application/vnd.google.protobuf':
+      return range.params.includes('proto=io.prometheus.client.metricfamily') && range.params.includes('encoding=delimited')
+        ? 'protobuf'
+        : undefined;
+    default:
+      return undefined;
   }
-  return openMetrics > 0 && openMetrics >= text;
+}
+
+/** Ties go to the richer format: Prometheus ranks its preference by q, and a bare wildcard means text. */
+const PREFERENCE: readonly ExpositionFormat[] = ['protobuf', 'openmetrics', 'text'];
+
+/** The format the Accept header ranks highest (each format at the best q of the ranges naming it); text when none is named. */
+export function negotiateFormat(accept: string | undefined): ExpositionFormat {
+  if (accept === undefined || (!accept.includes('openmetrics') && !accept.includes('protobuf'))) return 'text';
+  const best: Record<ExpositionFormat, number> = { protobuf: 0, openmetrics: 0, text: 0 };
+  for (const range of mediaRanges(accept)) {
+    const format = formatOf(range);
+    if (format !== undefined) best[format] = Math.max(best[format], range.q);
+  }
+  let chosen: ExpositionFormat = 'text';
+  for (const format of PREFERENCE) if (best[format] > 0 && best[format] > best[chosen]) chosen = format;
+  for (const format of PREFERENCE) {
+    if (best[format] > 0 && best[format] === best[chosen]) return format;
+  }
+  return chosen;
 }
 
 export function acceptsGzip(acceptEncoding: string | undefined): boolean {
@@ -94,17 +137,33 @@ async function renderRegistry(registry: Registry, openMetrics: boolean): Promise
   return openMetrics ? `${parts.join('\n')}\n# EOF\n` : `${parts.join('\n\n')}\n`;
 }
 
-export function createRenderer(registry: Registry): (openMetrics: boolean) => Promise<Rendered> {
+type OwnFamily = CounterFamily | GaugeFamily | HistogramFamily;
+
+function isOwnFamily(metric: unknown): metric is OwnFamily {
+  return metric instanceof CounterFamily || metric instanceof GaugeFamily || metric instanceof HistogramFamily;
+}
+
+/** The registry's metrics as delimited MetricFamily messages: ours encode themselves, prom-client's from their values. */
+async function encodeRegistry(registry: Registry, options: ProtoOptions): Promise<Buffer> {
+  const w = new ProtoWriter();
+  for (const metric of registry.getMetricsAsArray()) {
+    if (isOwnFamily(metric)) encodeFamily(w, metric, options);
+    else encodeJsonMetric(w, (await (metric as unknown as { get(): Promise<MetricJson> }).get()));
+  }
+  return w.finish();
+}
+
+export function createRenderer(registry: Registry, protobuf: ProtoOptions = { classicBuckets: true }): Renderer {
   let queue: Promise<unknown> = Promise.resolve();
 
-  async function render(openMetrics: boolean): Promise<Rendered> {
-    const body = await renderRegistry(registry, openMetrics);
-    return { body, contentType: openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE };
+  async function render(format: ExpositionFormat): Promise<Rendered> {
+    const body = format === 'protobuf' ? await encodeRegistry(registry, protobuf) : await renderRegistry(registry, format === 'openmetrics');
+    return { body, contentType: CONTENT_TYPES[format] };
   }
 
   // Serialised: a render switches the registry's format while prom-client formats, and puts it back after.
-  return (openMetrics) => {
-    const next = queue.then(() => render(openMetrics));
+  return (format) => {
+    const next = queue.then(() => render(format));
     queue = next.catch(() => {});
     return next;
   };

@@ -9,7 +9,7 @@ import { gzip } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { MetricsUnavailableError } from '../errors.js';
-import { type Rendered, acceptsGzip, createRenderer, prefersOpenMetrics } from './exposition.js';
+import { type Renderer, acceptsGzip, createRenderer, negotiateFormat } from './exposition.js';
 import type { MetricsRecorder } from '../metrics/recorder.js';
 import { allowGetOrHead, errorBody, sendJson } from '../respond.js';
 
@@ -23,7 +23,7 @@ export function createMetricsEndpoint(
   registry: Registry,
   metrics: MetricsRecorder,
   log: Logger,
-  render: (openMetrics: boolean) => Promise<Rendered> = createRenderer(registry),
+  render: Renderer = createRenderer(registry),
 ): Endpoint {
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -34,9 +34,9 @@ export function createMetricsEndpoint(
     let body: Buffer;
     const headers: Record<string, string> = { 'cache-control': 'no-store', vary: 'Accept, Accept-Encoding' };
     try {
-      const rendered = await render(prefersOpenMetrics(req.headers.accept));
+      const rendered = await render(negotiateFormat(req.headers.accept));
       headers['content-type'] = rendered.contentType;
-      body = Buffer.from(rendered.body);
+      body = typeof rendered.body === 'string' ? Buffer.from(rendered.body) : rendered.body;
       if (body.length >= GZIP_MIN_BYTES && acceptsGzip(req.headers['accept-encoding'])) {
         body = await gzipAsync(body);
         headers['content-encoding'] = 'gzip';

@@ -14,7 +14,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { type Registry, Registry as PromRegistry } from 'prom-client';
 import { type MetricJson, type ClusterSum, createClusterSum } from '../admin/cluster-sum.js';
-import type { Rendered } from '../admin/exposition.js';
+import type { Rendered, Renderer } from '../admin/exposition.js';
 import { MetricsUnavailableError } from '../errors.js';
 
 const COLLECT = 'metrics-proxy:collect';
@@ -54,7 +54,7 @@ export function answerCollections(registry: Registry): void {
 type Waiter = { resolve(r: Rendered): void; reject(e: Error): void; readonly timer: NodeJS.Timeout };
 
 /** Worker side: a scrape asks the primary for the cluster-wide sum (always the text format), for at most `timeoutMs`. */
-export function createClusterRenderer(timeoutMs = SCRAPE_TIMEOUT_MS): (openMetrics: boolean) => Promise<Rendered> {
+export function createClusterRenderer(timeoutMs = SCRAPE_TIMEOUT_MS): Renderer {
   let next = 0;
   const pending = new Map<number, Waiter>();
   /** The waiter for `id`, taken off the list with its timer stopped; undefined once answered or given up. */

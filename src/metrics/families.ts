@@ -24,7 +24,8 @@ export interface FamilyOptions {
   readonly name: string;
   readonly help: string;
   readonly labelNames?: readonly string[];
-  readonly registry: Registry;
+  /** Where the family is exposed; undefined for a family built to be rendered on its own (a cluster-wide sum). */
+  readonly registry: Registry | undefined;
 }
 
 /** One value of prom-client's `get()` answer. */
@@ -94,7 +95,7 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
     this.help = options.help;
     this.labelNames = options.labelNames ?? [];
     // A registry treats anything with name, help, type and get() as a metric.
-    options.registry.registerMetric(this as never);
+    options.registry?.registerMetric(this as never);
   }
 
   /** Every series, in creation order: for the exposition formats that render from outside (protobuf). */
@@ -155,6 +156,8 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
 export interface CounterSeries {
   readonly labels: Readonly<Record<string, string>>;
   readonly labelText: string;
+  /** The labels as protobuf LabelPair fields, encoded at the first protobuf scrape. */
+  protoLabels: Buffer | undefined;
   value: number;
 }
 
@@ -162,7 +165,7 @@ export class CounterFamily extends Family<CounterSeries> {
   readonly type = 'counter';
 
   protected create(labels: Readonly<Record<string, string>>, text: string): CounterSeries {
-    return { labels, labelText: text, value: 0 };
+    return { labels, labelText: text, protoLabels: undefined, value: 0 };
   }
 
   protected override header(openMetrics: boolean): { readonly family: string; readonly type: string } {
@@ -186,7 +189,7 @@ export class GaugeFamily extends Family<CounterSeries> {
   readonly type = 'gauge';
 
   protected create(labels: Readonly<Record<string, string>>, text: string): CounterSeries {
-    return { labels, labelText: text, value: 0 };
+    return { labels, labelText: text, protoLabels: undefined, value: 0 };
   }
 
   protected renderSeries(child: CounterSeries, _openMetrics: boolean, out: string[]): void {
@@ -201,6 +204,8 @@ export class GaugeFamily extends Family<CounterSeries> {
 export interface HistogramSeries {
   readonly labels: Readonly<Record<string, string>>;
   readonly labelText: string;
+  /** The labels as protobuf LabelPair fields, encoded at the first protobuf scrape. */
+  protoLabels: Buffer | undefined;
   /** Per bucket, not cumulative; the last slot is +Inf. */
   readonly counts: Float64Array;
   sum: number;
@@ -235,6 +240,7 @@ export class HistogramFamily extends Family<HistogramSeries> {
     return {
       labels,
       labelText: text,
+      protoLabels: undefined,
       counts: new Float64Array(this.buckets.length + 1),
       sum: 0,
       count: 0,

@@ -33,7 +33,7 @@ export interface NativeHistogramSettings {
 /** The largest schema whose bucket growth factor 2^(2^-schema) is at most `factor` (client_golang's rule); undefined when factor <= 1 (off). */
 export function schemaForFactor(factor: number): number | undefined {
   if (!(factor > 1)) return undefined;
-  const schema = Math.floor(-Math.log2(Math.log2(factor)));
+  const schema = -Math.floor(Math.log2(Math.log2(factor))) | 0;
   return Math.min(MAX_SCHEMA, Math.max(MIN_SCHEMA, schema));
 }
 

@@ -54,6 +54,6 @@ async function time(label: string, fn: () => Promise<number>): Promise<void> {
 }
 const series = routes * methods * statuses;
 console.log(`standard family: ${routes} routes × ${methods} methods × ${statuses} statuses = ${series} label sets (${series * 17} histogram lines)`);
-await time('text 0.0.4', async () => Buffer.byteLength((await render(false)).body));
-await time('OpenMetrics', async () => Buffer.byteLength((await render(true)).body));
-await time('text 0.0.4 + gzip', async () => gzipSync((await render(false)).body).length);
+await time('text 0.0.4', async () => Buffer.byteLength(String((await render('text')).body)));
+await time('OpenMetrics', async () => Buffer.byteLength(String((await render('openmetrics')).body)));
+await time('text 0.0.4 + gzip', async () => gzipSync(String((await render('text')).body)).length);
