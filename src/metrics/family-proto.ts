@@ -9,7 +9,8 @@
  */
 import type { CounterFamily, CounterSeries, Exemplar, GaugeFamily, HistogramFamily, HistogramSeries } from './families.js';
 import { type NativeBuckets, forEachSpan } from './native-histogram.js';
-import { ProtoWriter, encodeOnce } from './proto-writer.js';
+import type { ProtoWriter} from './proto-writer.js';
+import { encodeOnce } from './proto-writer.js';
 
 /** client_model's MetricType enum. */
 export const MetricType = { Counter: 0, Gauge: 1, Summary: 2, Untyped: 3, Histogram: 4 } as const;

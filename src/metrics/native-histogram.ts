@@ -45,8 +45,8 @@ export function nativeHistogramSettings(factor: number, maxBuckets: number): Nat
 
 /**
  * Upper bounds of the mantissa (in [0.5, 1)) for each bucket of one power of two, per positive
- * schema: 2^(i/2^s) / 2. Computed once from exp2 of an exact binary fraction, which Math.pow
- * rounds correctly for these arguments (checked against client_golang's table in the tests).
+ * schema: 2^(i/2^s) / 2. Within 2 ulps of client_golang's table (itself computed with Go's Exp2,
+ * not correctly rounded): only a value that close to a boundary can land in the neighbouring bucket.
  */
 const MANTISSA_BOUNDS: ReadonlyArray<Float64Array> = Array.from({ length: MAX_SCHEMA + 1 }, (_, schema) => {
   const n = 2 ** schema;
@@ -74,7 +74,7 @@ export function bucketKey(value: number, schema: number): number {
   if (schema > 0) {
     // frac: the same mantissa with the exponent of 0.5.
     scratchBits[HIGH] = (high & 0x800fffff) | (1022 << 20);
-    const frac = scratch[0] as number;
+    const frac = scratch[0];
     const bounds = MANTISSA_BOUNDS[schema] as Float64Array;
     // The first bound >= frac (bounds has 2..256 entries; a binary search).
     let lo = 0;
