@@ -118,6 +118,17 @@ describe('one series', () => {
     expect(bucketsOf(native)).toEqual(new Map([[bucketKey(1e-38, 3), 1], [0, 1]]));
   });
 
+  it('the dense window holds what a plain map of keys holds, however the values arrive (growing down, up, jumping)', () => {
+    const orders = [[...values(3_000, 2)], [...values(3_000, 2)].sort((x, y) => x - y), [...values(3_000, 2)].sort((x, y) => y - x)];
+    for (const input of orders) {
+      const expected = new Map<number, number>();
+      for (const v of input) expected.set(bucketKey(v, 4), (expected.get(bucketKey(v, 4)) ?? 0) + 1);
+      const native = observeAll(4, input);
+      expect(bucketsOf(native)).toEqual(expected);
+      expect(native.populated).toBe(expected.size);
+    }
+  });
+
   it('past maxBuckets the schema drops and the buckets are exactly those of observing at the lower schema', () => {
     const input = [...values(5_000)];
     const limited = observeAll(8, input, 40);
