@@ -5,7 +5,8 @@
  * answering by itself (the floor), bare http-proxy, Caddy with metrics and nginx, each when
  * installed, in interleaved rounds: for each round, for each scenario, every system in turn
  * (rotated each round), each on a fresh process that is started, warmed up, measured and
- * stopped. Then the /metrics scrape with the route budget full and the resource checks (1 000
+ * stopped. Then the /metrics scrape with the route budget full (the default budget, then
+ * --max-routes 2000: scrape-budget.ts) and the resource checks (1 000
  * open connections, 1 GiB each way). `--profile` instead records where metrics-proxy's CPU
  * time goes. Not part of `npm test`. Method and targets: docs/performance.md.
  */
@@ -15,6 +16,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type RunState, loadCell, log, resourceChecks, scrapeCell } from './cells.js';
 import type { LoadScenario } from './scenarios.js';
+import { budgetCell } from './budget-cell.js';
 import { evaluateTargets } from './checks.js';
 import { type BenchOptions, USAGE, UsageError, parseBenchOptions } from './options.js';
 import { killEverything } from './processes.js';
@@ -66,7 +68,10 @@ async function runRounds(state: RunState): Promise<void> {
     }
   }
   // The scrape depends on metrics-proxy alone and its cell takes seconds: once per run.
-  if (options.scenarios.includes('scrape') && options.targets.includes('mp')) await scrapeCell(state, 0, 'mp');
+  if (options.scenarios.includes('scrape') && options.targets.includes('mp')) {
+    await scrapeCell(state, 0, 'mp');
+    await budgetCell(state);
+  }
 }
 
 async function bench(state: RunState, tools: Tools, startedAt: Date): Promise<void> {
@@ -87,7 +92,8 @@ async function bench(state: RunState, tools: Tools, startedAt: Date): Promise<vo
   const summaries = scenarios.flatMap((s) => options.targets.map((t) => summarise(state.cells, s.id, t))).filter((s): s is Summary => s !== undefined);
   const scrapes = [summariseScrape(state.cells, 'mp', 'light'), summariseScrape(state.cells, 'mp', 'full')].filter((s): s is ScrapeSummary => s !== undefined);
   const coldStarts: ColdStart[] = [...state.coldStarts].map(([target, list]) => ({ target, medianMs: median(list), maxMs: max(list), samples: list.length }));
-  const input = { cells: state.cells, summaries, scrapes, resources, coldStarts, rate: options.rate, streamBytes: options.streamBytes, idleConnections: options.idleConnections };
+  const budget = state.cells.find((c) => c.scenario === 'scrape-budget');
+  const input = { cells: state.cells, summaries, scrapes, budget: budget?.budget, resources, coldStarts, rate: options.rate, streamBytes: options.streamBytes, idleConnections: options.idleConnections };
   // A comparison whose scenario was not selected is left out rather than printed n/a.
   const checks = evaluateTargets(input).filter((c) => c.scenario === undefined || options.scenarios.includes(c.scenario));
   const noisy = contention(state.cells);
@@ -98,6 +104,7 @@ async function bench(state: RunState, tools: Tools, startedAt: Date): Promise<vo
     cells: state.cells,
     summaries,
     scrapes,
+    budget,
     resources,
     coldStarts,
     checks,

@@ -6,6 +6,7 @@
  */
 import { figure } from './format.js';
 import { SCRAPE_METHODS, SCRAPE_ROUTES, SCRAPE_STATUSES } from './scrape.js';
+import type { BudgetResult } from './scrape-budget.js';
 import type { LoadScenarioId } from './scenarios.js';
 import { type CellRecord, type ColdStart, type Metric, type ResourceResult, type RoundRatio, type ScrapeSummary, type Summary, findSummary, roundRatio } from './summary.js';
 import { TARGET_LABELS, type TargetId } from './targets.js';
@@ -42,6 +43,8 @@ export interface CheckInput {
   readonly cells: readonly CellRecord[];
   readonly summaries: readonly Summary[];
   readonly scrapes: readonly ScrapeSummary[];
+  /** The full-budget scrape (issue 16, point 4), when it ran and succeeded. */
+  readonly budget?: BudgetResult | undefined;
   readonly resources: readonly ResourceResult[];
   readonly coldStarts: readonly ColdStart[];
   readonly rate: number;
@@ -78,6 +81,30 @@ function perCoreCheck(input: CheckInput, name: string, scenario: LoadScenarioId,
     `metrics-proxy ${figure(mp)} vs ${TARGET_LABELS[other]} ${figure(them)} CPU µs/req (medians), i.e. ${perCore(mp)} vs ${perCore(them)} req/s per core` +
     (r === undefined ? '' : r.rounds > 1 ? `; per-round ratios ${r.min.toFixed(2)}–${r.max.toFixed(2)} over ${r.rounds} rounds` : '; 1 round');
   return { ...check(name, r?.median, '×', bound, detail), scenario };
+}
+
+/** Issue 16, point 4: at --max-routes 2000, a protobuf scrape under 50 ms, a text 0.0.4 one under 100 ms. */
+function budgetChecks(budget: BudgetResult | undefined): TargetCheck[] {
+  const t = budget?.timings;
+  const routes = budget === undefined ? '2 000 routes' : `${budget.routesSeen} routes`;
+  const detail = (a: number | undefined, b: number | undefined, names: string): string =>
+    a === undefined || b === undefined ? '' : `median of ${t?.text.samples ?? 0}, ${names}: ${a.toFixed(1)} / ${b.toFixed(1)} ms`;
+  return [
+    check(
+      `scrape at the full budget (${routes}), protobuf as Prometheus asks`,
+      t === undefined ? undefined : Math.max(t.protobuf.medianMs, t['protobuf-gzip'].medianMs),
+      'ms',
+      { at: 50, kind: '<' },
+      detail(t?.protobuf.medianMs, t?.['protobuf-gzip'].medianMs, 'the slower of identity and gzip'),
+    ),
+    check(
+      `scrape at the full budget (${routes}), text 0.0.4`,
+      t === undefined ? undefined : t.text.medianMs,
+      'ms',
+      { at: 100, kind: '<' },
+      t === undefined ? '' : `median of ${t.text.samples}, p90 ${t.text.p90Ms.toFixed(1)} ms, ${(t.text.decodedBytes / MIB).toFixed(1)} MiB`,
+    ),
+  ];
 }
 
 export function evaluateTargets(input: CheckInput): TargetCheck[] {
@@ -117,6 +144,7 @@ export function evaluateTargets(input: CheckInput): TargetCheck[] {
       { at: 20, kind: '<' },
       'median, the slower of text and OpenMetrics+gzip',
     ),
+    ...budgetChecks(input.budget),
     check(
       'cold start to listening (median, on the proxy core)',
       cold?.medianMs,

@@ -5,6 +5,7 @@
 import type { TargetCheck } from './checks.js';
 import { mib, ms, num, ratio, table } from './format.js';
 import { renderOverview } from './overview.js';
+import { budgetSection } from './report-budget.js';
 import { SCRAPE_METHODS, SCRAPE_STATUSES } from './scrape.js';
 import { LOAD_SCENARIOS, type LoadScenario, type LoadScenarioId } from './scenarios.js';
 import type { CellRecord, ColdStart, Contention, Metric, ResourceResult, ScrapeSummary, Summary } from './summary.js';
@@ -20,6 +21,8 @@ export interface ReportInput {
   readonly cells: readonly CellRecord[];
   readonly summaries: readonly Summary[];
   readonly scrapes: readonly ScrapeSummary[];
+  /** The full-budget scrape cell, when it ran. */
+  readonly budget?: CellRecord | undefined;
   readonly resources: readonly ResourceResult[];
   readonly coldStarts: readonly ColdStart[];
   readonly checks: readonly TargetCheck[];
@@ -173,6 +176,7 @@ export function renderReport(input: ReportInput): string {
       ].join('\n'),
     );
   }
+  if (input.budget !== undefined) parts.push(budgetSection(input.budget.budget, input.budget.error));
   if (input.resources.length > 0) {
     const idleN = input.resources.find((r) => r.idle !== undefined)?.idle?.connections ?? 0;
     const streamed = input.resources.find((r) => r.stream !== undefined)?.stream?.bytesEachWay ?? 0;

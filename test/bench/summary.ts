@@ -6,6 +6,7 @@
 import type { Measured } from './load.js';
 import type { IdleConnections, Streamed } from './resources.js';
 import type { ScrapeResult } from './scrape.js';
+import type { BudgetResult } from './scrape-budget.js';
 import type { LoadScenarioId } from './scenarios.js';
 import { max, median, min } from './stats.js';
 import type { TargetId } from './targets.js';
@@ -32,10 +33,13 @@ export type CellMeasured = Measured & CellUsage;
 
 export interface CellRecord {
   readonly round: number;
-  readonly scenario: LoadScenarioId | 'scrape';
+  /** `scrape-budget`: the full-budget cell of the `scrape` scenario. */
+  readonly scenario: LoadScenarioId | 'scrape' | 'scrape-budget';
   readonly target: TargetId;
   readonly measured?: CellMeasured;
   readonly scrape?: ScrapeResult;
+  /** The scrape at the full route budget (--max-routes 2000): scrape-budget.ts. */
+  readonly budget?: BudgetResult;
   /** VmHWM summed over the target's processes at the end of the cell. */
   readonly peakRssBytes?: number;
   readonly coldStartMs?: number;

@@ -71,6 +71,8 @@ export interface TargetContext {
   readonly nodeOptions?: readonly string[];
   /** Set for the HTTP/2 scenarios (undefined: HTTP/1.1). */
   readonly protocol?: Protocol;
+  /** More flags for metrics-proxy (the full-budget scrape: --max-routes 2000, …). */
+  readonly mpArgs?: readonly string[];
 }
 
 function fromSpawned(id: TargetId, spawned: Spawned, url: string, verify = (): Promise<string | undefined> => Promise.resolve(undefined)): RunningTarget {
@@ -130,9 +132,9 @@ export async function startTarget(id: TargetId, upstream: URL, ctx: TargetContex
       if (!bareAvailable()) throw new Unavailable('http-proxy (devDependency) is not installed: npm install');
       return startNode(id, BARE, [upstream.href], ctx);
     case 'mp':
-      return startMetricsProxy(id, upstream, [], ctx);
+      return startMetricsProxy(id, upstream, ctx.mpArgs ?? [], ctx);
     case 'mp-nometrics':
-      return startMetricsProxy(id, upstream, ['--metrics', 'none'], ctx);
+      return startMetricsProxy(id, upstream, ['--metrics', 'none', ...(ctx.mpArgs ?? [])], ctx);
     case 'caddy': {
       if (ctx.caddy === undefined) throw new Unavailable('Caddy is not installed (apt-get install caddy)');
       const caddy = await startCaddy(ctx.caddy, upstream, ctx.prefix, ctx.protocol);

@@ -8,7 +8,9 @@
  *   GET  /api/16k              200, 16 KiB
  *   POST /api/sink             drains the body, answers 200 {"bytes":n}
  *   GET  /api/stream?bytes=N   200, N bytes streamed with backpressure (the 1 GiB test)
- *   any  /api/...?s=NNN        status NNN with a small body (populates the route budget)
+ *   any  /api/...?s=NNN        status NNN with a small body (populates the route budget);
+ *                              with &d=MS it answers MS milliseconds after the request's end,
+ *                              with &b=N its body is N bytes (at most 256 KiB)
  *   WebSocket on any path      echo
  *
  * Prints one JSON line `{"msg":"listening","port":N}` once it listens on 127.0.0.1:0.
@@ -19,6 +21,7 @@ import { WebSocketServer } from 'ws';
 const SMALL = Buffer.from('{"message":"hello world"}');
 const BODY_16K = Buffer.alloc(16 * 1024, 0x61);
 const STREAM_CHUNK = Buffer.alloc(64 * 1024, 0x62);
+const SIZED = Buffer.alloc(256 * 1024, 0x63);
 const SMALL_HEADERS = { 'content-type': 'application/json', 'content-length': String(SMALL.length) };
 const HEADERS_16K = { 'content-type': 'application/octet-stream', 'content-length': String(BODY_16K.length) };
 
@@ -75,11 +78,27 @@ const server = createServer((req, res) => {
     return;
   }
   const status = Number(params.get('s') ?? '200');
+  const delayMs = Number(params.get('d') ?? '0');
+  const sized = params.get('b');
+  const answer = () => {
+    const noBody = status === 204 || status === 304;
+    const code = status >= 200 && status <= 599 ? status : 200;
+    if (noBody) {
+      res.writeHead(code);
+      res.end();
+    } else if (sized === null) {
+      res.writeHead(code, SMALL_HEADERS);
+      res.end(SMALL);
+    } else {
+      const body = SIZED.subarray(0, Math.max(0, Math.min(SIZED.length, Number(sized) | 0)));
+      res.writeHead(code, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+      res.end(body);
+    }
+  };
   req.resume();
   req.on('end', () => {
-    const noBody = status === 204 || status === 304;
-    res.writeHead(status >= 200 && status <= 599 ? status : 200, noBody ? {} : SMALL_HEADERS);
-    res.end(noBody ? undefined : SMALL);
+    if (delayMs > 0) setTimeout(answer, delayMs);
+    else answer();
   });
 });
 server.keepAliveTimeout = 65_000;
