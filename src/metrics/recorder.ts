@@ -13,9 +13,12 @@ import { type RouteTable, createRouteTable } from './routes.js';
 import { type RpcMethodTable, createRpcMethodTable } from './rpc-methods.js';
 import type { UpstreamFailureKind } from '../errors.js';
 import type { NativeHistogramSettings } from './native-histogram.js';
+import type { UpstreamProtocol, UpstreamRequestErrorType } from './standard-upstream.js';
 
 export { OTHER_METHOD, STANDARD_METHODS, methodLabel } from './methods.js';
 export { GRPC_STATUS_NAMES, grpcStatusName, isGrpcServerError } from './grpc-status.js';
+
+export type { UpstreamProtocol, UpstreamRequestErrorType } from './standard-upstream.js';
 
 export type MetricFamily = 'seed' | 'standard';
 export type ErrorType = SeedErrorType;
@@ -66,6 +69,17 @@ export interface MetricsRecorder {
   upstreamWaiting(delta: number): void;
   /** Standard family: a request sent again on a fresh connection. */
   upstreamRetried(method: string | undefined): void;
+  /** Standard family: an upstream request got a connection (HTTP/2: a stream slot), or failed waiting, `seconds` after its dispatch. */
+  upstreamQueued(protocol: UpstreamProtocol, method: string, seconds: number): void;
+  /**
+   * Standard family: an upstream request ended, `seconds` after its dispatch: each attempt once (a retry is
+   * another). `status` is the upstream's final status, 0 when none came.
+   */
+  upstreamRequestEnded(protocol: UpstreamProtocol, method: string, status: number, errorType: UpstreamRequestErrorType, seconds: number): void;
+  /** Standard family: a new upstream connection was opened (`errorType` '') or failed to open, after `seconds`. */
+  upstreamConnectEnded(protocol: UpstreamProtocol, errorType: UpstreamFailureKind | '', seconds: number): void;
+  /** Standard family: the upstream connections of one leg now, active and idle. */
+  upstreamConnections(protocol: UpstreamProtocol, active: number, idle: number): void;
   /** The bounded route label of a forwarded path. */
   routeOf(path: string): string;
   /** The bounded rpc_method label of a gRPC method (`package.Service/Method`); a new one spends the method budget. */
@@ -79,6 +93,9 @@ export interface MetricsRecorder {
   /** Whether WebSocket sessions are worth inspecting frame by frame (the standard family is on). */
   readonly inspectsSessions: boolean;
 }
+
+/** What the upstream pools report about their connections. */
+export type UpstreamConnectionMetrics = Pick<MetricsRecorder, 'upstreamConnectEnded' | 'upstreamConnections'>;
 
 export interface MetricsOptions {
   readonly families: readonly MetricFamily[];
@@ -190,6 +207,18 @@ export function createMetrics(registry: Registry, options: MetricsOptions): Metr
     },
     upstreamRetried(method) {
       standard?.upstreamRetried(method);
+    },
+    upstreamQueued(protocol, method, seconds) {
+      standard?.upstreamQueued(protocol, method, seconds);
+    },
+    upstreamRequestEnded(protocol, method, status, errorType, seconds) {
+      standard?.upstreamRequestEnded(protocol, method, status, errorType, seconds);
+    },
+    upstreamConnectEnded(protocol, errorType, seconds) {
+      standard?.upstreamConnectEnded(protocol, errorType, seconds);
+    },
+    upstreamConnections(protocol, active, idle) {
+      standard?.upstreamConnections(protocol, active, idle);
     },
     sessionOpened(route) {
       standard?.sessionOpened(route);
