@@ -105,12 +105,14 @@ function createForwarders(config: ProxyConfig, metrics: MetricsRecorder, logger:
     keepAliveTimeoutMs: config.upstreamKeepAliveTimeoutMs,
     connectTimeoutMs: config.connectTimeoutMs,
     onStrayError,
+    metrics,
   });
   const http2Pool = createH2UpstreamPool({
     upstream: config.upstream,
     connectTimeoutMs: config.connectTimeoutMs,
     idleTimeoutMs: config.upstreamKeepAliveTimeoutMs,
     onStrayError,
+    metrics,
   });
   const sweep = createExchangeSweep({ responseMs: config.upstreamTimeoutMs, idleMs: config.idleTimeoutMs });
   const basePath = upstreamBasePath(config.upstream);

@@ -131,6 +131,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     // 1xx: informational, not relayed (Node's server cannot, and did not before).
     if (status >= 100 && status < 200) return true;
     if (status < 100 || status > 599) return this.refuse(new Error(`invalid upstream status ${status}`));
+    this.upstreamStatus = status;
     // A gRPC head that carries grpc-status is a trailers-only response, relayed as one (one HEADERS frame).
     const headStatus = this.grpc ? grpcStatusIn(raw) : undefined;
     try {
@@ -150,7 +151,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
 
   /** An upstream answer Node cannot relay: 502 of our own, and the upstream request dropped. */
   private refuse(err: unknown): false {
-    this.moveUpstream('done');
+    this.moveUpstream('done', PROTOCOL_FAILURE.kind);
     this.fail(PROTOCOL_FAILURE, err);
     this.drop();
     return false;
@@ -186,7 +187,8 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
 
   protected override upstreamFailed(err: Error): void {
     if (this.upstreamDone) return;
-    this.moveUpstream('done');
+    // Given up because the client left or stalled, the attempt is not the upstream's failure.
+    this.moveUpstream('done', this.phase === 'finished' || this.clientStalled || this.client.destroyed ? 'cancelled' : this.failureKind(err));
     // The client went away first (its abort ends up here): nothing to answer, nothing to count.
     if (this.phase === 'finished') return;
     if (this.tryRetry(err)) {
@@ -208,6 +210,12 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       return;
     }
     this.fail(failureOf(err, this.answered), err);
+  }
+
+  /** What `upstreamFailed` counts the failure as: a reset when the upstream died mid-body, else its error's kind. */
+  private failureKind(err: Error): UpstreamFailure['kind'] {
+    if (this.answered && !this.grpc && !(err instanceof UpstreamTimeoutError)) return RESET_FAILURE.kind;
+    return failureOf(err, this.answered).kind;
   }
 
   /** The proxy answers instead of the upstream, or breaks the connection if the answer has begun. */

@@ -10,10 +10,13 @@
  *   destroyed (our GOAWAY, then the socket) once they are over;
  * - closed.
  * The pool (h2-upstream.ts) decides which session a call goes to; each session
- * reports its changes to the pool. A session is a call's stream slot.
+ * reports its changes to the pool, its connect time and its state for the
+ * open-connections gauge (active while streams are in flight, idle without)
+ * included. A session is a call's stream slot.
  */
 import { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders, type Settings, connect as connectH2, constants } from 'node:http2';
 import { type Socket, connect as connectTcp } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { type TLSSocket, connect as connectTls } from 'node:tls';
 import { UpstreamTimeoutError } from '../errors.js';
 import { connectionLostError } from './h2-errors.js';
@@ -42,9 +45,15 @@ export interface SessionOwner {
   sessionRetired(session: H2Session): void;
   /** Closed: `err` is why, if anything went wrong (connect failure, session error). */
   sessionClosed(session: H2Session, err: Error | undefined): void;
+  /** TCP connect and TLS handshake (with ALPN h2) over after `seconds`: succeeded, or failed with `err`. */
+  connectEnded(seconds: number, err: Error | undefined): void;
+  /** The session moved in the open-connections gauge: from one state (undefined: not counted) to another. */
+  connectionMoved(from: ConnectionState | undefined, to: ConnectionState | undefined): void;
 }
 
 export type SessionPhase = 'connecting' | 'open' | 'draining' | 'closed';
+/** `http.connection.state`: streams in flight on it, or none. */
+export type ConnectionState = 'active' | 'idle';
 
 /** Client stream ids are the odd numbers below 2^31: a session is retired well before they run out. */
 const STREAM_BUDGET = 2 ** 30 - 1_024;
@@ -79,6 +88,9 @@ export class H2Session implements StreamSlot {
   private lingerTimer: NodeJS.Timeout | undefined = undefined;
   private error: Error | undefined = undefined;
   private opened = 0;
+  private connectStartedAt = 0;
+  /** Its state in the open-connections gauge; undefined before it is a session and once it closed. */
+  private counted: ConnectionState | undefined = undefined;
 
   constructor(target: H2Target, owner: SessionOwner, dedicated: boolean) {
     this.target = target;
@@ -102,6 +114,7 @@ export class H2Session implements StreamSlot {
 
   connect(): void {
     const { host, port, servername, tls, connectTimeoutMs } = this.target;
+    this.connectStartedAt = performance.now();
     const socket = tls ? connectTls({ host, port, servername, ALPNProtocols: ['h2'] }) : connectTcp({ host, port });
     this.socket = socket;
     socket.once(tls ? 'secureConnect' : 'connect', this.onSocketReady);
@@ -122,6 +135,7 @@ export class H2Session implements StreamSlot {
   private readonly onSocketClose = (): void => {
     clearTimeout(this.connectTimer);
     this.phase = 'closed';
+    this.owner.connectEnded(this.connectSeconds(), this.error ?? connectionLostError());
     this.owner.sessionClosed(this, this.error ?? connectionLostError());
   };
 
@@ -135,6 +149,7 @@ export class H2Session implements StreamSlot {
     }
     socket.off('error', this.keepError);
     socket.off('close', this.onSocketClose);
+    this.owner.connectEnded(this.connectSeconds(), undefined);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, TCP_KEEP_ALIVE_MS);
     // Created on the connected socket: node:http2 takes its errors from here on, as the session's.
@@ -145,9 +160,22 @@ export class H2Session implements StreamSlot {
     session.on('goaway', this.retire);
     session.on('remoteSettings', this.onRemoteSettings);
     this.phase = 'open';
+    this.recount();
     this.owner.sessionReady(this);
     if (this.active === 0) this.idle();
   };
+
+  private connectSeconds(): number {
+    return (performance.now() - this.connectStartedAt) / 1000;
+  }
+
+  /** Tells the pool when the session's state in the open-connections gauge changed. */
+  private recount(): void {
+    const state = this.phase === 'closed' || this.session === undefined ? undefined : this.active > 0 ? 'active' : 'idle';
+    if (state === this.counted) return;
+    this.owner.connectionMoved(this.counted, state);
+    this.counted = state;
+  }
 
   private readonly onRemoteSettings = (settings: Settings): void => {
     this.limit = settings.maxConcurrentStreams ?? this.limit;
@@ -159,13 +187,16 @@ export class H2Session implements StreamSlot {
     clearTimeout(this.idleTimer);
     clearTimeout(this.lingerTimer);
     this.phase = 'closed';
+    this.recount();
     this.owner.sessionClosed(this, this.error);
   };
 
   // ---- streams
 
   reserve(): void {
-    if (this.active++ === 0) this.session?.ref();
+    if (this.active++ > 0) return;
+    this.session?.ref();
+    this.recount();
   }
 
   open(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream {
@@ -181,6 +212,7 @@ export class H2Session implements StreamSlot {
     this.active--;
     this.fresh = false;
     this.owner.streamReleased(this);
+    this.recount();
     if (this.active > 0) return;
     if (this.phase === 'draining') this.terminate(undefined);
     else this.idle();

@@ -15,13 +15,18 @@
  *   reference on the event loop and close after `idleTimeoutMs`.
  * - `opening` is true inside `onConnect` for the calls started on a session
  *   that was opened while they waited and on which no stream has ended yet.
+ * - Each session's connect time goes to the metrics, and the sessions open are
+ *   counted active (streams in flight) or idle.
  */
 import { isIP } from 'node:net';
 import { InvalidValueError } from '../errors.js';
+import type { UpstreamConnectionMetrics } from '../metrics/recorder.js';
 import { H2Call } from './h2-call.js';
 import { connectionLostError } from './h2-errors.js';
 import type { H2Origin } from './h2-headers.js';
-import { H2Session, type H2Target, type SessionOwner } from './h2-sessions.js';
+import { type ConnectionState, H2Session, type H2Target, type SessionOwner } from './h2-sessions.js';
+import { NO_CONNECTION_METRICS } from './upstream-connections.js';
+import { classifyUpstreamError } from './upstream-errors.js';
 import type { UpstreamHandler, UpstreamPool, UpstreamRequest } from './upstream-pool.js';
 
 export interface H2UpstreamPoolOptions {
@@ -35,6 +40,8 @@ export interface H2UpstreamPoolOptions {
   readonly maxSessions?: number;
   /** An idle session closes after this; default 4000 ms, the HTTP/1 pool's keep-alive. */
   readonly idleTimeoutMs?: number;
+  /** Where the connect times and the open sessions go; none by default. */
+  readonly metrics?: UpstreamConnectionMetrics;
 }
 
 const DEFAULT_MAX_SESSIONS = 4;
@@ -83,6 +90,7 @@ class CallQueue {
 
 class H2UpstreamPool implements UpstreamPool, SessionOwner {
   opening = false;
+  readonly protocolVersion = '2';
   readonly servername: string;
   readonly onStrayError: (err: Error) => void;
   private readonly target: H2Target;
@@ -97,6 +105,9 @@ class H2UpstreamPool implements UpstreamPool, SessionOwner {
   private readonly queue = new CallQueue();
   private closed = false;
   private allClosed: (() => void) | undefined = undefined;
+  private readonly metrics: UpstreamConnectionMetrics;
+  /** Sessions open by state, for the open-connections gauge. */
+  private readonly counts: Record<ConnectionState, number> = { active: 0, idle: 0 };
 
   constructor(target: H2Target, origin: H2Origin, servername: string, options: H2UpstreamPoolOptions) {
     this.target = target;
@@ -104,6 +115,7 @@ class H2UpstreamPool implements UpstreamPool, SessionOwner {
     this.servername = servername;
     this.onStrayError = options.onStrayError;
     this.maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+    this.metrics = options.metrics ?? NO_CONNECTION_METRICS;
   }
 
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): void {
@@ -140,7 +152,21 @@ class H2UpstreamPool implements UpstreamPool, SessionOwner {
     this.grow();
   }
 
+  // Sessions count their streams themselves (connectionMoved).
+  connectionTaken(): void {}
+  connectionFreed(): void {}
+
   // ---- what sessions report
+
+  connectEnded(seconds: number, err: Error | undefined): void {
+    this.metrics.upstreamConnectEnded('2', err === undefined ? '' : classifyUpstreamError(err).kind, seconds);
+  }
+
+  connectionMoved(from: ConnectionState | undefined, to: ConnectionState | undefined): void {
+    if (from !== undefined) this.counts[from]--;
+    if (to !== undefined) this.counts[to]++;
+    this.metrics.upstreamConnections('2', this.counts.active, this.counts.idle);
+  }
 
   sessionReady(session: H2Session): void {
     const call = this.dedicatedCalls.get(session);

@@ -1,13 +1,15 @@
 /**
  * The upstream leg of an HTTP exchange: the request dispatched through the
  * pool (counted in the pending-requests gauge while it waits for a
- * connection), the handle that aborts it, and the one retry. A request that
+ * connection), the handle that aborts it, its timing (time in queue, and the
+ * duration of each attempt, recorded as the phase moves), and the one retry. A request that
  * has no body and is safe to repeat (RFC 9110 §9.2.2) is sent once more, on a
  * fresh connection, when the reused connection it went out on breaks before
  * any byte of an answer. HttpExchange (exchange.ts) adds the client's side:
  * one object per request either way.
  */
-import type { MetricsRecorder } from '../metrics/recorder.js';
+import { performance } from 'node:perf_hooks';
+import type { MetricsRecorder, UpstreamRequestErrorType } from '../metrics/recorder.js';
 import { isLostConnection, isRetryable } from './exchange-rules.js';
 import { type Abort, UpstreamHandler, type UpstreamPool, type UpstreamRequest } from './upstream-pool.js';
 
@@ -34,6 +36,10 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
   private reusedConnection = false;
   private responseStarted = false;
   private retried = false;
+  /** When the current attempt was dispatched (performance.now()). */
+  private dispatchedAt = 0;
+  /** The upstream's final status in the current attempt; 0 until one came. */
+  protected upstreamStatus = 0;
 
   constructor(ctx: C, request: UpstreamRequest, pool: UpstreamPool) {
     super();
@@ -58,10 +64,32 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
     return this.upstreamPhase === 'waiting';
   }
 
-  /** Moves the upstream phase on; the pending-requests gauge counts the requests in `waiting`. */
-  protected moveUpstream(next: UpstreamPhase): void {
-    if (this.upstreamPhase === 'waiting') this.ctx.metrics.upstreamWaiting(-1);
-    if (next === 'waiting') this.ctx.metrics.upstreamWaiting(1);
+  /**
+   * Moves the upstream phase on, and records what the move ends: the pending-requests gauge counts the
+   * requests in `waiting`; leaving it ends the time in queue; `connected` holds a pool connection; and
+   * `done` ends the attempt, recorded with `errorType` ('' when it completed).
+   */
+  protected moveUpstream(next: UpstreamPhase, errorType: UpstreamRequestErrorType = ''): void {
+    const from = this.upstreamPhase;
+    const { metrics } = this.ctx;
+    let now = 0;
+    if (from === 'waiting') {
+      now = performance.now();
+      metrics.upstreamWaiting(-1);
+      metrics.upstreamQueued(this.pool.protocolVersion, this.request.method, (now - this.dispatchedAt) / 1000);
+    } else if (from === 'connected') {
+      this.pool.connectionFreed();
+    }
+    if (next === 'waiting') {
+      metrics.upstreamWaiting(1);
+      this.dispatchedAt = performance.now();
+      this.upstreamStatus = 0;
+    } else if (next === 'connected') {
+      this.pool.connectionTaken();
+    } else if (next === 'done' && (from === 'waiting' || from === 'connected')) {
+      const seconds = ((now === 0 ? performance.now() : now) - this.dispatchedAt) / 1000;
+      metrics.upstreamRequestEnded(this.pool.protocolVersion, this.request.method, this.upstreamStatus, errorType, seconds);
+    }
     this.upstreamPhase = next;
   }
 

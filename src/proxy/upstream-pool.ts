@@ -15,10 +15,13 @@
  * - `opening` is true while undici hands a just-opened connection its first
  *   request, which it does synchronously inside the connector's callback: the
  *   handler's `onConnect` reads it to learn whether its connection is fresh.
+ * - The connector also times each new connection and counts it open until its
+ *   socket closes (upstream-connections.ts).
  */
 import type { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 // The dispatcher classes straight from their files: undici's index loads fetch, WebSocket, caches and
@@ -28,6 +31,8 @@ import Pool from 'undici/lib/dispatcher/pool.js';
 import buildConnector from 'undici/lib/core/connect.js';
 import undiciUtil from 'undici/lib/core/util.js';
 import { UpstreamTimeoutError } from '../errors.js';
+import type { UpstreamConnectionMetrics, UpstreamProtocol } from '../metrics/recorder.js';
+import { Http1Connections, NO_CONNECTION_METRICS } from './upstream-connections.js';
 
 export type Abort = (err?: Error) => void;
 
@@ -50,6 +55,8 @@ export interface UpstreamPoolOptions {
   readonly connectTimeoutMs: number;
   /** An error no request could take (undici emits it on a connection's client): logged, never thrown. */
   readonly onStrayError: (err: Error) => void;
+  /** Where the connect times and the open connections go; none by default. */
+  readonly metrics?: UpstreamConnectionMetrics;
 }
 
 export interface UpstreamPool {
@@ -61,6 +68,14 @@ export interface UpstreamPool {
   readonly opening: boolean;
   /** The request's `servername` for this upstream. */
   readonly servername: string;
+  /** The leg's HTTP version, the network_protocol_version of its metrics. */
+  readonly protocolVersion: UpstreamProtocol;
+  /**
+   * A request got its connection, from `onConnect` until it is over (`connectionFreed`): the active
+   * state of the open-connections gauge. The HTTP/2 leg counts its streams itself and ignores these.
+   */
+  connectionTaken(): void;
+  connectionFreed(): void;
   close(): Promise<void>;
 }
 
@@ -135,15 +150,18 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
   // No SNI for an IP address (RFC 6066); the certificate is then checked against the IP.
   const sni = isIP(hostname) === 0 ? hostname : undefined;
   const base = buildConnector({ timeout: 0, ...(sni === undefined ? {} : { servername: sni }) });
+  const connections = new Http1Connections(options.metrics ?? NO_CONNECTION_METRICS);
   let opening = false;
 
   const connect: Connector = (connectOptions, callback) => {
     let timer: NodeJS.Timeout | undefined;
+    const startedAt = performance.now();
     // buildConnector returns the socket it opens (its .d.ts says void): the timer needs it.
     const socket = (base as unknown as (o: buildConnector.Options, cb: buildConnector.Callback) => Socket)(
       { ...connectOptions, servername: sni },
       (...args) => {
         clearTimeout(timer);
+        connections.connectEnded(startedAt, args[0], args[1]);
         opening = args[0] === null;
         try {
           callback(...args);
@@ -187,6 +205,9 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       return opening;
     },
     servername,
+    protocolVersion: '1.1',
+    connectionTaken: () => connections.taken(),
+    connectionFreed: () => connections.freed(),
     close: () => pool.destroy(),
   };
 }
