@@ -14,17 +14,16 @@
  * median of the observations lies between the median of the lower bounds and that of the upper bounds.
  * Skipped (with a message) where Prometheus is missing or older than 2.40; CI installs Debian's (.ci/run).
  */
-import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../src/index.js';
 import { LOOPBACK, spawnBin } from './bin.js';
 import { type Upstream, httpRequest, settle, startUpstream } from './helpers.js';
-import { type RunningPrometheus, prometheusTools, promtoolCheckMetrics, startPrometheus } from './prometheus.js';
+import { type RunningPrometheus, nativeHistogramSwitch, prometheusTools, promtoolCheckMetrics, startPrometheus } from './prometheus.js';
 import { decodeExposition, findMetric } from './proto-exposition.js';
 
 const JOB = 'metrics-proxy';
@@ -42,18 +41,8 @@ const ROUND = [...Array<string>(8).fill('/api/fast'), ...Array<string>(16).fill(
 /** Legacy camelCase names of the Go recipe, whose naming complaints promtool is expected to make. */
 const LEGACY_NAMES = new Set(['apiCount', 'apiDuration', 'apiErrorCount']);
 
-type NativeSwitch = 'flag' | 'config';
-
-/** How this Prometheus turns native histograms on; undefined when it has none (before 2.40) or is missing. */
-function nativeSwitch(bin: string): NativeSwitch | undefined {
-  const match = /version (\d+)\.(\d+)/.exec(execFileSync(bin, ['--version'], { encoding: 'utf8' }));
-  const [major, minor] = [Number(match?.[1]), Number(match?.[2])];
-  if (!(major > 2 || (major === 2 && minor >= 40))) return undefined;
-  return major > 3 || (major === 3 && minor >= 8) ? 'config' : 'flag';
-}
-
 const tools = prometheusTools();
-const nativeBy = tools === undefined ? undefined : nativeSwitch(tools.prometheus);
+const nativeBy = tools === undefined ? undefined : nativeHistogramSwitch(tools.prometheus);
 if (nativeBy === undefined) {
   console.warn('test/prometheus-native.test.ts skipped: no prometheus/promtool 2.40 or later (Debian package `prometheus`; bash .ci/run installs it)');
 }
@@ -137,28 +126,6 @@ async function raw(prometheus: RunningPrometheus, promql: string): Promise<Array
   return data.result;
 }
 
-/**
- * Prometheus 2.40–3.7 need --enable-feature=native-histograms, which startPrometheus does not pass: a wrapper
- * script first on PATH adds it and `exec`s, so the pid startPrometheus stops is Prometheus's own. startPrometheus
- * resolves the binary before its first await, so PATH is changed only for that synchronous moment (the test then
- * checks the flag really reached Prometheus).
- */
-async function startWithNativeFlag(dir: string, realBin: string, start: () => Promise<RunningPrometheus>): Promise<RunningPrometheus> {
-  const wrapperDir = join(dir, 'bin');
-  await mkdir(wrapperDir);
-  const wrapper = join(wrapperDir, 'prometheus');
-  await writeFile(wrapper, `#!/bin/sh\nexec '${realBin}' --enable-feature=native-histograms "$@"\n`);
-  await chmod(wrapper, 0o755);
-  const saved = process.env.PATH;
-  process.env.PATH = `${wrapperDir}${delimiter}${saved ?? ''}`;
-  try {
-    return start();
-  } finally {
-    if (saved === undefined) delete process.env.PATH;
-    else process.env.PATH = saved;
-  }
-}
-
 interface Setup {
   readonly proxyUrl: string;
   readonly native: RunningPrometheus;
@@ -176,7 +143,6 @@ function ready(): Setup {
 }
 
 async function startAll(): Promise<Setup> {
-  const real = tools?.prometheus ?? 'prometheus';
   const dir = await mkdtemp(join(tmpdir(), 'metrics-proxy-native-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const upstream: Upstream = await startUpstream(delayed);
@@ -189,9 +155,7 @@ async function startAll(): Promise<Setup> {
 
   // Both settle before anything is thrown, so that afterAll stops whichever did start.
   const started = await Promise.allSettled([
-    nativeBy === 'config'
-      ? startPrometheus({ targets: [], ruleFiles: [RULES], scrapeConfigs: [{ job_name: JOB, scrape_native_histograms: true, static_configs: [{ targets: [address] }] }] })
-      : startWithNativeFlag(dir, real, () => startPrometheus({ targets: [{ job: JOB, address }], ruleFiles: [RULES] })),
+    startPrometheus({ targets: [{ job: JOB, address }], ruleFiles: [RULES], nativeHistograms: true }),
     startPrometheus({ targets: [{ job: JOB, address }], ruleFiles: [RULES] }),
   ]);
   for (const outcome of started) if (outcome.status === 'fulfilled') cleanups.push(outcome.value.close);

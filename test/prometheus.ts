@@ -3,7 +3,7 @@
  * promtool's linter over an exposition, and a server on a free loopback port that scrapes the given
  * targets and answers PromQL over its HTTP API. Processes are killed by pid; nothing outlives `close`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
@@ -31,6 +31,11 @@ export interface PrometheusOptions {
   readonly ruleFiles?: readonly string[];
   /** Scrape configs added as they are, after those of `targets` (e.g. one with file_sd_configs and relabel_configs). */
   readonly scrapeConfigs?: readonly object[];
+  /**
+   * Store native histograms: 2.40–3.7 with --enable-feature=native-histograms, 3.8+ with the global
+   * scrape_native_histograms. Prometheus then asks for the protobuf exposition first.
+   */
+  readonly nativeHistograms?: boolean;
 }
 
 export interface PromSample {
@@ -67,6 +72,14 @@ function executable(name: string): string | undefined {
     }
   }
   return undefined;
+}
+
+/** How this Prometheus switches native histograms on; undefined before 2.40, which has none. */
+export function nativeHistogramSwitch(bin: string): 'flag' | 'config' | undefined {
+  const match = /version (\d+)\.(\d+)/.exec(execFileSync(bin, ['--version'], { encoding: 'utf8' }));
+  const [major, minor] = [Number(match?.[1]), Number(match?.[2])];
+  if (!(major > 2 || (major === 2 && minor >= 40))) return undefined;
+  return major > 3 || (major === 3 && minor >= 8) ? 'config' : 'flag';
 }
 
 /** Both binaries, from PATH or /usr/bin; undefined when either is missing. */
@@ -161,8 +174,9 @@ function prometheusConfig(intervalSeconds: number, options: PrometheusOptions): 
     job.addresses.push(t.address);
     jobs.set(t.job, job);
   }
+  const native = options.nativeHistograms === true && nativeHistogramSwitch(requireTools().prometheus) === 'config';
   return {
-    global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
+    global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval, ...(native ? { scrape_native_histograms: true } : {}) },
     ...(ruleFiles.length === 0 ? {} : { rule_files: ruleFiles }),
     scrape_configs: [
       ...[...jobs].map(([name, job]) => ({
@@ -219,14 +233,14 @@ async function ready(proc: Spawned, url: string, configFile: string, timeoutMs: 
 const parseValue = (raw: string): number => (raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw));
 
 /** Runs Prometheus on a free 127.0.0.1 port until it is ready, retrying when another process took the port first. */
-async function launch(bin: string, configFile: string, dataDir: string): Promise<{ proc: Spawned; url: string }> {
+async function launch(bin: string, configFile: string, dataDir: string, features: readonly string[]): Promise<{ proc: Spawned; url: string }> {
   for (let attempt = 1; ; attempt++) {
     const url = `http://127.0.0.1:${await freePort()}`;
     const proc = spawnCaptured(bin, [
       `--config.file=${configFile}`,
       `--storage.tsdb.path=${dataDir}`,
       `--web.listen-address=${url.slice('http://'.length)}`,
-      '--enable-feature=exemplar-storage',
+      `--enable-feature=${features.join(',')}`,
     ]);
     const isReady = await ready(proc, url, configFile, 20_000).catch(async (err: unknown) => {
       await stop(proc);
@@ -249,7 +263,8 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
   let launched: { proc: Spawned; url: string };
   try {
     await writeFile(configFile, JSON.stringify(prometheusConfig(intervalSeconds, options), null, 2)); // JSON is YAML
-    launched = await launch(tools.prometheus, configFile, join(dir, 'data'));
+    const features = ['exemplar-storage', ...(options.nativeHistograms === true && nativeHistogramSwitch(tools.prometheus) === 'flag' ? ['native-histograms'] : [])];
+    launched = await launch(tools.prometheus, configFile, join(dir, 'data'), features);
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
