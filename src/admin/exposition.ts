@@ -10,6 +10,7 @@ import { Registry } from 'prom-client';
 import { encodeFamily, type ProtoOptions } from '../metrics/family-proto.js';
 import { CounterFamily, GaugeFamily, HistogramFamily } from '../metrics/families.js';
 import { ProtoWriter } from '../metrics/proto-writer.js';
+import { TextWriter } from '../metrics/text-writer.js';
 import { type MetricJson, encodeJsonMetric } from './json-proto.js';
 
 export type ExpositionFormat = 'text' | 'openmetrics' | 'protobuf';
@@ -23,7 +24,7 @@ export const CONTENT_TYPES: Readonly<Record<ExpositionFormat, string>> = {
 };
 
 export interface Rendered {
-  /** Text for the text formats, bytes for protobuf. */
+  /** The document's bytes (UTF-8 for the text formats); a string from a renderer of another kind. */
   readonly body: string | Buffer;
   readonly contentType: string;
 }
@@ -87,13 +88,13 @@ export function acceptsGzip(acceptEncoding: string | undefined): boolean {
   return mediaRanges(acceptEncoding).some((range) => (range.type === 'gzip' || range.type === 'x-gzip') && range.q > 0);
 }
 
-/** Our own families (metric-families.ts) write their exposition themselves, from label text built once. */
+/** Our own families (families.ts) write their exposition themselves, from label bytes encoded once. */
 interface SelfRendering {
-  render(openMetrics: boolean): string;
+  renderTo(w: TextWriter, openMetrics: boolean): void;
 }
 
 function rendersItself(metric: unknown): metric is SelfRendering {
-  return typeof (metric as Partial<SelfRendering>).render === 'function';
+  return typeof (metric as Partial<SelfRendering>).renderTo === 'function';
 }
 
 /** What prom-client's own metrics (the process and Node.js defaults) need from their registry to render. */
@@ -106,27 +107,33 @@ interface NativeRendering {
 type Named = { name: string; type?: string };
 
 /**
- * The registry's metrics, in the order registered. Our families render themselves; prom-client's
- * own metrics go through its formatter, for which the registry is switched to the wanted format and
- * (in OpenMetrics, as prom-client's metrics() does) counter names lose `_total`, both put back after.
+ * The registry's metrics, in the order registered, as prom-client's metrics() joins them (a blank
+ * line between two in the text format, a newline in OpenMetrics), written into one buffer sized
+ * after the last render. Our families write themselves; prom-client's own metrics go through its
+ * formatter, for which the registry is switched to the wanted format and (in OpenMetrics, as
+ * prom-client's metrics() does) counter names lose `_total`, both put back after.
  */
-async function renderRegistry(registry: Registry, openMetrics: boolean): Promise<string> {
+async function renderRegistry(registry: Registry, openMetrics: boolean, sizeHint: number): Promise<Buffer> {
   const native = registry as unknown as NativeRendering;
   const resting = native.contentType;
   const wanted = openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE;
-  const parts: string[] = [];
+  const w = new TextWriter(Math.max(64 * 1024, sizeHint));
+  const separator = openMetrics ? '\n' : '\n\n';
+  let first = true;
   native.setContentType(wanted);
   try {
     for (const metric of registry.getMetricsAsArray()) {
+      if (!first) w.string(separator);
+      first = false;
       if (rendersItself(metric)) {
-        parts.push(metric.render(openMetrics));
+        metric.renderTo(w, openMetrics);
         continue;
       }
       const named = metric as unknown as Named;
       const name = named.name;
       if (openMetrics && named.type === 'counter' && name.endsWith('_total')) named.name = name.slice(0, -'_total'.length);
       try {
-        parts.push(await native.getMetricsAsString(metric));
+        w.string(await native.getMetricsAsString(metric));
       } finally {
         named.name = name;
       }
@@ -134,7 +141,8 @@ async function renderRegistry(registry: Registry, openMetrics: boolean): Promise
   } finally {
     native.setContentType(resting);
   }
-  return openMetrics ? `${parts.join('\n')}\n# EOF\n` : `${parts.join('\n\n')}\n`;
+  w.string(openMetrics ? '\n# EOF\n' : '\n');
+  return w.finish();
 }
 
 type OwnFamily = CounterFamily | GaugeFamily | HistogramFamily;
@@ -144,8 +152,8 @@ function isOwnFamily(metric: unknown): metric is OwnFamily {
 }
 
 /** The registry's metrics as delimited MetricFamily messages: ours encode themselves, prom-client's from their values. */
-async function encodeRegistry(registry: Registry, options: ProtoOptions): Promise<Buffer> {
-  const w = new ProtoWriter();
+async function encodeRegistry(registry: Registry, options: ProtoOptions, sizeHint: number): Promise<Buffer> {
+  const w = new ProtoWriter(Math.max(64 * 1024, sizeHint));
   for (const metric of registry.getMetricsAsArray()) {
     if (isOwnFamily(metric)) encodeFamily(w, metric, options);
     else encodeJsonMetric(w, (await (metric as unknown as { get(): Promise<MetricJson> }).get()));
@@ -153,11 +161,18 @@ async function encodeRegistry(registry: Registry, options: ProtoOptions): Promis
   return w.finish();
 }
 
+/** Room over the last render's size, so that a registry that grew a little does not regrow the buffer. */
+const SIZE_MARGIN = 1.125;
+
 export function createRenderer(registry: Registry, protobuf: ProtoOptions = { classicBuckets: true }): Renderer {
   let queue: Promise<unknown> = Promise.resolve();
+  /** The last render's size per format: the next one's buffer is allocated at once. */
+  const lastSize: Record<ExpositionFormat, number> = { text: 0, openmetrics: 0, protobuf: 0 };
 
   async function render(format: ExpositionFormat): Promise<Rendered> {
-    const body = format === 'protobuf' ? await encodeRegistry(registry, protobuf) : await renderRegistry(registry, format === 'openmetrics');
+    const sizeHint = Math.ceil(lastSize[format] * SIZE_MARGIN);
+    const body = format === 'protobuf' ? await encodeRegistry(registry, protobuf, sizeHint) : await renderRegistry(registry, format === 'openmetrics', sizeHint);
+    lastSize[format] = body.length;
     return { body, contentType: CONTENT_TYPES[format] };
   }
 

@@ -17,6 +17,9 @@
  */
 import type { Registry } from 'prom-client';
 import { type NativeBuckets, type NativeHistogramSettings, createNativeBuckets, observeNative } from './native-histogram.js';
+import { COMMA, type LineOpeners, TextWriter, encoded, formatNumber, lineOpeners, openLine, textLabelsOf, writeNumber } from './text-writer.js';
+
+export { formatNumber } from './text-writer.js';
 
 type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -57,14 +60,6 @@ function escapeHelp(help: string, openMetrics: boolean): string {
   return openMetrics ? escaped.replace(/"/g, '\\"') : escaped;
 }
 
-/** Numbers as prom-client writes them, except NaN, which it spells `Nan` (Prometheus reads both). */
-export function formatNumber(value: number): string {
-  if (Number.isNaN(value)) return 'NaN';
-  if (value === Infinity) return '+Inf';
-  if (value === -Infinity) return '-Inf';
-  return String(value);
-}
-
 function labelText(names: readonly string[], values: readonly string[]): string {
   let text = '';
   for (let i = 0; i < names.length; i++) {
@@ -82,7 +77,7 @@ function exemplarOf(labels: ExemplarLabels, value: number): Exemplar {
   };
 }
 
-abstract class Family<S extends { readonly labels: Readonly<Record<string, string>>; readonly labelText: string }> {
+abstract class Family<S extends { readonly labels: Readonly<Record<string, string>>; readonly labelText: string; textLabels: Buffer | undefined }> {
   readonly name: string;
   readonly help: string;
   readonly labelNames: readonly string[];
@@ -123,7 +118,8 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
   }
 
   protected abstract create(labels: Readonly<Record<string, string>>, labelText: string): S;
-  protected abstract renderSeries(child: S, openMetrics: boolean, out: string[]): void;
+  /** Writes the series' sample lines, each preceded by its newline. */
+  protected abstract writeSeries(child: S, openMetrics: boolean, w: TextWriter): void;
   protected abstract valuesOf(child: S): ValueJson[];
 
   /** The name and type line OpenMetrics wants; counters drop `_total` there, and unsuffixed ones become `unknown`. */
@@ -131,11 +127,18 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
     return { family: this.name, type: this.type };
   }
 
+  /** The family in a text format: its HELP and TYPE lines, then a line per sample, without a final newline. */
   render(openMetrics: boolean): string {
+    const w = new TextWriter();
+    this.renderTo(w, openMetrics);
+    return w.finish().toString('utf8');
+  }
+
+  /** What render() returns, written into `w` (the exposition writes every family into one buffer). */
+  renderTo(w: TextWriter, openMetrics: boolean): void {
     const { family, type } = this.header(openMetrics);
-    const out = [`# HELP ${family} ${escapeHelp(this.help, openMetrics)}`, `# TYPE ${family} ${type}`];
-    for (const child of this.children.values()) this.renderSeries(child, openMetrics, out);
-    return out.join('\n');
+    w.string(`# HELP ${family} ${escapeHelp(this.help, openMetrics)}\n# TYPE ${family} ${type}`);
+    for (const child of this.children.values()) this.writeSeries(child, openMetrics, w);
   }
 
   /**
@@ -156,6 +159,8 @@ abstract class Family<S extends { readonly labels: Readonly<Record<string, strin
 export interface CounterSeries {
   readonly labels: Readonly<Record<string, string>>;
   readonly labelText: string;
+  /** labelText as bytes, encoded at the first text scrape. */
+  textLabels: Buffer | undefined;
   /** The labels as protobuf LabelPair fields, encoded at the first protobuf scrape. */
   protoLabels: Buffer | undefined;
   value: number;
@@ -165,7 +170,7 @@ export class CounterFamily extends Family<CounterSeries> {
   readonly type = 'counter';
 
   protected create(labels: Readonly<Record<string, string>>, text: string): CounterSeries {
-    return { labels, labelText: text, protoLabels: undefined, value: 0 };
+    return { labels, labelText: text, textLabels: undefined, protoLabels: undefined, value: 0 };
   }
 
   protected override header(openMetrics: boolean): { readonly family: string; readonly type: string } {
@@ -176,8 +181,11 @@ export class CounterFamily extends Family<CounterSeries> {
       : { family: this.name, type: 'unknown' };
   }
 
-  protected renderSeries(child: CounterSeries, _openMetrics: boolean, out: string[]): void {
-    out.push(`${this.name}${child.labelText === '' ? '' : `{${child.labelText}}`} ${formatNumber(child.value)}`);
+  private readonly opener = lineOpeners(this.name);
+
+  protected writeSeries(child: CounterSeries, _openMetrics: boolean, w: TextWriter): void {
+    openLine(w, this.opener, textLabelsOf(child));
+    writeNumber(w, child.value);
   }
 
   protected valuesOf(child: CounterSeries): ValueJson[] {
@@ -189,11 +197,14 @@ export class GaugeFamily extends Family<CounterSeries> {
   readonly type = 'gauge';
 
   protected create(labels: Readonly<Record<string, string>>, text: string): CounterSeries {
-    return { labels, labelText: text, protoLabels: undefined, value: 0 };
+    return { labels, labelText: text, textLabels: undefined, protoLabels: undefined, value: 0 };
   }
 
-  protected renderSeries(child: CounterSeries, _openMetrics: boolean, out: string[]): void {
-    out.push(`${this.name}${child.labelText === '' ? '' : `{${child.labelText}}`} ${formatNumber(child.value)}`);
+  private readonly opener = lineOpeners(this.name);
+
+  protected writeSeries(child: CounterSeries, _openMetrics: boolean, w: TextWriter): void {
+    openLine(w, this.opener, textLabelsOf(child));
+    writeNumber(w, child.value);
   }
 
   protected valuesOf(child: CounterSeries): ValueJson[] {
@@ -204,6 +215,8 @@ export class GaugeFamily extends Family<CounterSeries> {
 export interface HistogramSeries {
   readonly labels: Readonly<Record<string, string>>;
   readonly labelText: string;
+  /** labelText as bytes, encoded at the first text scrape. */
+  textLabels: Buffer | undefined;
   /** The labels as protobuf LabelPair fields, encoded at the first protobuf scrape. */
   protoLabels: Buffer | undefined;
   /** Per bucket, not cumulative; the last slot is +Inf. */
@@ -226,20 +239,23 @@ export class HistogramFamily extends Family<HistogramSeries> {
   readonly type = 'histogram';
   readonly buckets: readonly number[];
   readonly native: NativeHistogramSettings | undefined;
-  /** `le="…"` label text per bucket, with the separator it needs, built once. */
-  private readonly bucketLabels: readonly string[];
+  /** `le="…"} ` per bucket (+Inf last), as bytes, built once. */
+  private readonly bucketLabels: readonly Buffer[];
+  private readonly openers: { readonly bucket: Buffer; readonly sum: LineOpeners; readonly count: LineOpeners };
 
   constructor(options: HistogramOptions) {
     super(options);
     this.buckets = Object.freeze([...options.buckets]);
     this.native = options.native;
-    this.bucketLabels = [...this.buckets.map(formatNumber), '+Inf'].map((le) => `le="${le}"`);
+    this.bucketLabels = [...this.buckets.map(formatNumber), '+Inf'].map((le) => encoded(`le="${le}"} `));
+    this.openers = { bucket: encoded(`\n${this.name}_bucket{`), sum: lineOpeners(`${this.name}_sum`), count: lineOpeners(`${this.name}_count`) };
   }
 
   protected create(labels: Readonly<Record<string, string>>, text: string): HistogramSeries {
     return {
       labels,
       labelText: text,
+      textLabels: undefined,
       protoLabels: undefined,
       counts: new Float64Array(this.buckets.length + 1),
       sum: 0,
@@ -265,18 +281,27 @@ export class HistogramFamily extends Family<HistogramSeries> {
     }
   }
 
-  protected renderSeries(child: HistogramSeries, openMetrics: boolean, out: string[]): void {
-    const prefix = `${this.name}_bucket{${child.labelText === '' ? '' : `${child.labelText},`}`;
-    const braces = child.labelText === '' ? '' : `{${child.labelText}}`;
+  protected writeSeries(child: HistogramSeries, openMetrics: boolean, w: TextWriter): void {
+    const labels = textLabelsOf(child);
+    const { counts, exemplars } = child;
+    const { bucketLabels, openers } = this;
     let cumulative = 0;
-    for (let i = 0; i < this.bucketLabels.length; i++) {
-      cumulative += child.counts[i] as number;
-      let line = `${prefix}${this.bucketLabels[i] as string}} ${cumulative}`;
-      const exemplar = openMetrics ? child.exemplars?.[i] : undefined;
-      if (exemplar !== undefined) line += ` # {${exemplar.labelText}} ${formatNumber(exemplar.value)} ${exemplar.timestamp}`;
-      out.push(line);
+    for (let i = 0; i < bucketLabels.length; i++) {
+      cumulative += counts[i] as number;
+      w.bytes(openers.bucket);
+      if (labels !== undefined) {
+        w.bytes(labels);
+        w.byte(COMMA);
+      }
+      w.bytes(bucketLabels[i] as Buffer);
+      w.integer(cumulative);
+      const exemplar = openMetrics ? exemplars?.[i] : undefined;
+      if (exemplar !== undefined) w.string(` # {${exemplar.labelText}} ${formatNumber(exemplar.value)} ${exemplar.timestamp}`);
     }
-    out.push(`${this.name}_sum${braces} ${formatNumber(child.sum)}`, `${this.name}_count${braces} ${child.count}`);
+    openLine(w, openers.sum, labels);
+    writeNumber(w, child.sum);
+    openLine(w, openers.count, labels);
+    w.integer(child.count);
   }
 
   protected valuesOf(child: HistogramSeries): ValueJson[] {

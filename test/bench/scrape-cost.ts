@@ -8,7 +8,8 @@
  *   npx tsx test/bench/scrape-cost.ts [routes] [requests per route]
  *   node --cpu-prof --import tsx test/bench/scrape-cost.ts 2000 100 text
  *
- * A third argument renders only that format (text, openmetrics, protobuf, protobuf-native).
+ * A third argument renders only that format (text, openmetrics, protobuf, protobuf-native), a
+ * fourth sets how many renders are timed (20; more makes a profile of the render alone).
  */
 import { performance } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
@@ -21,10 +22,10 @@ import { createMetrics } from '../../src/metrics/recorder.js';
 import { BUDGET_ROUTES, REQUESTS_PER_ROUTE, budgetFill } from './budget-fill.js';
 import { median, percentile, sortNumbers } from './stats.js';
 
-const [routesArg, perRouteArg, only] = process.argv.slice(2);
+const [routesArg, perRouteArg, only, scrapesArg] = process.argv.slice(2);
 const routes = Number(routesArg ?? BUDGET_ROUTES);
 const perRoute = Number(perRouteArg ?? REQUESTS_PER_ROUTE);
-const SCRAPES = 20;
+const SCRAPES = Number(scrapesArg ?? 20);
 
 const registry = new Registry();
 const native = nativeHistogramSettings(DEFAULTS.nativeHistogramBucketFactor, DEFAULTS.nativeHistogramMaxBuckets);
