@@ -67,8 +67,16 @@ const dashboard = JSON.parse(text) as Dashboard;
 /** Every panel, those inside collapsed rows included. */
 const panels: Panel[] = dashboard.panels.flatMap((panel) => [panel, ...(panel.panels ?? [])]);
 const queryPanels = panels.filter((panel) => panel.type !== 'row');
+/** The panels for a Prometheus that stores native histograms say so in their title. */
+const isNative = (panel: Panel): boolean => (panel.title ?? '').endsWith('(native histograms)');
 const queries = queryPanels.flatMap((panel) =>
-  (panel.targets ?? []).map((target) => ({ panel: panel.title ?? '', refId: target.refId ?? '', expr: String(target.expr), format: target.format })),
+  (panel.targets ?? []).map((target) => ({
+    panel: panel.title ?? '',
+    refId: target.refId ?? '',
+    expr: String(target.expr),
+    format: target.format,
+    native: isNative(panel),
+  })),
 );
 const variables = new Map(dashboard.templating.list.map((v) => [v.name, v]));
 
@@ -167,12 +175,18 @@ describe('the Grafana dashboard', () => {
       expect(all, metric).toContain(metric);
     }
     for (const q of ['0.5', '0.9', '0.99']) expect(all).toContain(`histogram_quantile(${q},`);
+    // Native panels read the histograms themselves: no _bucket, _count or _sum, no le.
+    const native = queries.filter((q) => q.native);
+    expect(native.length).toBeGreaterThanOrEqual(5);
+    for (const q of native) expect(q.expr, q.panel).not.toMatch(/_bucket|_count|_sum|\ble\b/);
+    for (const q of ['0.5', '0.9', '0.99']) expect(native.map((n) => n.expr).join('\n')).toContain(`histogram_quantile(${q}, sum(rate(http_server_request_duration_seconds{`);
     const heatmaps = queryPanels.filter((panel) => panel.type === 'heatmap');
     expect(heatmaps.length).toBeGreaterThan(0);
     for (const panel of heatmaps) {
       for (const target of panel.targets ?? []) {
         expect(target.format).toBe('heatmap');
-        expect(String(target.expr)).toMatch(/^sum by \(le\) \(rate\(\w+_bucket\{/);
+        // Classic: bucket rates by le; native: the histogram's rate itself, which Grafana draws bucket by bucket.
+        expect(String(target.expr)).toMatch(isNative(panel) ? /^sum\(rate\(\w+\{/ : /^sum by \(le\) \(rate\(\w+_bucket\{/);
       }
     }
   });
@@ -193,7 +207,12 @@ async function instantQuery(prometheus: RunningPrometheus, promql: string): Prom
   try {
     const parsed = JSON.parse(body) as { data?: { resultType: string; result: unknown } };
     const data = parsed.data;
-    if (data?.resultType === 'vector') values = (data.result as Array<{ value: [number, string] }>).map((s) => Number(s.value[1]));
+    // A native histogram sample (a heatmap's query) counts as data by its observation count.
+    if (data?.resultType === 'vector') {
+      values = (data.result as Array<{ value?: [number, string]; histogram?: [number, { count: string }] }>).map((s) =>
+        Number(s.value?.[1] ?? s.histogram?.[1].count),
+      );
+    }
     else if (data?.resultType === 'scalar') values = [Number((data.result as [number, string])[1])];
   } catch {
     // not JSON: reported through status and body
@@ -217,8 +236,16 @@ describe.skipIf(tools === undefined)('the Grafana dashboard against a real Prome
     const orphan = await startProxy(goneUrl);
     onTestFinished(orphan.close);
     const instances = [`127.0.0.1:${proxy.port}`, `127.0.0.1:${orphan.port}`];
-    const prometheus = await startPrometheus({ scrapeIntervalSeconds: 1, targets: instances.map((address) => ({ job: JOB, address })) });
+    // One Prometheus as configured by default (classic histograms), one storing native histograms
+    // (which then has no _bucket/_count/_sum series for them): each panel is queried on the one it is for.
+    const targets = instances.map((address) => ({ job: JOB, address }));
+    const prometheus = await startPrometheus({ scrapeIntervalSeconds: 1, targets });
     onTestFinished(prometheus.close);
+    const nativePrometheus = await startPrometheus({ scrapeIntervalSeconds: 1, targets, nativeHistograms: true });
+    onTestFinished(nativePrometheus.close);
+    const both = async (scrapes: number): Promise<void> => {
+      await Promise.all([prometheus.waitForScrapes(JOB, scrapes), nativePrometheus.waitForScrapes(JOB, scrapes)]);
+    };
 
     // Sent twice with a scrape in between: a series' first sample holds the first round, so only the
     // second round is an increase that rate() sees.
@@ -233,10 +260,10 @@ describe.skipIf(tools === undefined)('the Grafana dashboard against a real Prome
     };
     const expected = [200, 200, 200, 200, 200, 200, 200, 200, 500, 500, 502, 502];
     expect(await round()).toEqual(expected);
-    await prometheus.waitForScrapes(JOB, 1);
+    await both(1);
     const secondRound = Date.now();
     expect(await round()).toEqual(expected);
-    await prometheus.waitForScrapes(JOB, 2);
+    await both(2);
 
     // Windows long enough to hold the second round and the scrape before it: at least Grafana's usual 1m.
     const window = `${Math.max(60, Math.ceil((Date.now() - secondRound) / 1000) + 10)}s`;
@@ -249,9 +276,9 @@ describe.skipIf(tools === undefined)('the Grafana dashboard against a real Prome
     };
 
     const failures: string[] = [];
-    for (const { panel, refId, expr } of queries) {
+    for (const { panel, refId, expr, native } of queries) {
       const promql = substitute(expr, values);
-      const result = await instantQuery(prometheus, promql);
+      const result = await instantQuery(native ? nativePrometheus : prometheus, promql);
       if (result.status !== 200) failures.push(`${panel} ${refId}: HTTP ${result.status}: ${result.body.slice(0, 300)}\n  ${promql}`);
       else if (!result.values.some(Number.isFinite)) failures.push(`${panel} ${refId}: no data (${result.body.slice(0, 300)})\n  ${promql}`);
     }
