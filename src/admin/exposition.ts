@@ -158,7 +158,8 @@ async function encodeRegistry(registry: Registry, options: ProtoOptions, sizeHin
     if (isOwnFamily(metric)) encodeFamily(w, metric, options);
     else encodeJsonMetric(w, (await (metric as unknown as { get(): Promise<MetricJson> }).get()));
   }
-  return w.finish();
+  // Sized after the last render, the buffer is about the body's size: no copy.
+  return w.view();
 }
 
 /** Room over the last render's size, so that a registry that grew a little does not regrow the buffer. */

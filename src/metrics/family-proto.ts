@@ -9,8 +9,7 @@
  */
 import type { CounterFamily, CounterSeries, Exemplar, GaugeFamily, HistogramFamily, HistogramSeries } from './families.js';
 import { type NativeBuckets, forEachSpan } from './native-histogram.js';
-import type { ProtoWriter} from './proto-writer.js';
-import { encodeOnce } from './proto-writer.js';
+import { type ProtoWriter, doubleBytes, encodeOnce } from './proto-writer.js';
 
 /** client_model's MetricType enum. */
 export const MetricType = { Counter: 0, Gauge: 1, Summary: 2, Untyped: 3, Histogram: 4 } as const;
@@ -43,10 +42,13 @@ export interface ProtoOptions {
   readonly classicBuckets: boolean;
 }
 
+/** Length varints of one byte: a message expected under 128 bytes (a longer one is moved, not broken). */
+const SHORT = 1;
+
 /** Repeated LabelPair fields of a Metric (or an Exemplar), from parallel names and values. */
 export function writeLabelPairs(w: ProtoWriter, names: readonly string[], values: readonly string[]): void {
   for (let i = 0; i < names.length; i++) {
-    const pair = w.begin(METRIC.label);
+    const pair = w.begin(METRIC.label, SHORT);
     w.string(LABEL_PAIR.name, names[i] as string);
     w.string(LABEL_PAIR.value, values[i] ?? '');
     w.end(pair);
@@ -72,7 +74,7 @@ export function writeValueMetric(w: ProtoWriter, labels: Uint8Array, type: Metri
   const metric = w.begin(FAMILY.metric);
   w.raw(labels);
   const field = type === MetricType.Counter ? METRIC.counter : type === MetricType.Gauge ? METRIC.gauge : METRIC.untyped;
-  const inner = w.begin(field);
+  const inner = w.begin(field, SHORT);
   w.double(VALUE, value);
   w.end(inner);
   w.end(metric);
@@ -89,7 +91,7 @@ export function writeSummaryMetric(
   w.uint(SUMMARY.count, summary.count);
   w.double(SUMMARY.sum, summary.sum);
   for (const [quantile, value] of summary.quantiles) {
-    const q = w.begin(SUMMARY.quantile);
+    const q = w.begin(SUMMARY.quantile, SHORT);
     w.double(QUANTILE.quantile, quantile);
     w.double(QUANTILE.value, value);
     w.end(q);
@@ -103,7 +105,7 @@ function writeExemplar(w: ProtoWriter, field: number, exemplar: Exemplar): void 
   const names = Object.keys(exemplar.labelSet);
   writeLabelPairs(w, names, Object.values(exemplar.labelSet));
   w.double(EXEMPLAR.value, exemplar.value);
-  const timestamp = w.begin(EXEMPLAR.timestamp);
+  const timestamp = w.begin(EXEMPLAR.timestamp, SHORT);
   const seconds = Math.floor(exemplar.timestamp);
   w.int(TIMESTAMP.seconds, seconds);
   const nanos = Math.round((exemplar.timestamp - seconds) * 1e9);
@@ -125,19 +127,38 @@ export interface HistogramData {
   readonly zeroThreshold?: number;
 }
 
+/** Each bound's 8 bytes, per bounds array (a family's buckets: the same array every scrape). */
+const boundBytes = new WeakMap<readonly number[], readonly Uint8Array[]>();
+
+function bytesOfBounds(bounds: readonly number[]): readonly Uint8Array[] {
+  let bytes = boundBytes.get(bounds);
+  if (bytes === undefined) {
+    bytes = bounds.map(doubleBytes);
+    boundBytes.set(bounds, bytes);
+  }
+  return bytes;
+}
+
 function writeClassicBuckets(w: ProtoWriter, h: HistogramData): void {
+  const bounds = bytesOfBounds(h.bounds);
+  const { counts, exemplars } = h;
   let cumulative = 0;
   // +Inf is implied by sample_count; Prometheus adds it back.
-  for (let i = 0; i < h.bounds.length; i++) {
-    cumulative += h.counts[i] as number;
+  for (let i = 0; i < bounds.length; i++) {
+    cumulative += counts[i] as number;
+    const exemplar = exemplars?.[i];
+    if (exemplar === undefined) {
+      // The common case, in one go: its length is known before it is written.
+      w.uintDoubleMessage(HISTOGRAM.bucket, BUCKET.cumulativeCount, cumulative, BUCKET.upperBound, bounds[i] as Uint8Array);
+      continue;
+    }
     const bucket = w.begin(HISTOGRAM.bucket);
     w.uint(BUCKET.cumulativeCount, cumulative);
     w.double(BUCKET.upperBound, h.bounds[i] as number);
-    const exemplar = h.exemplars?.[i];
-    if (exemplar !== undefined) writeExemplar(w, BUCKET.exemplar, exemplar);
+    writeExemplar(w, BUCKET.exemplar, exemplar);
     w.end(bucket);
   }
-  const overflow = h.exemplars?.[h.bounds.length];
+  const overflow = exemplars?.[h.bounds.length];
   if (overflow !== undefined) {
     // An exemplar above the last bound rides on an explicit +Inf bucket.
     const bucket = w.begin(HISTOGRAM.bucket);
@@ -154,7 +175,7 @@ function writeNativeBuckets(w: ProtoWriter, native: Readonly<NativeBuckets>, zer
   w.uint(HISTOGRAM.zeroCount, native.zeroCount);
   const runs: number[] = [];
   forEachSpan(native, (gap, start, length) => {
-    const span = w.begin(HISTOGRAM.positiveSpan);
+    const span = w.begin(HISTOGRAM.positiveSpan, SHORT);
     w.sint(SPAN.offset, gap);
     w.uint(SPAN.length, length);
     w.end(span);
@@ -162,20 +183,15 @@ function writeNativeBuckets(w: ProtoWriter, native: Readonly<NativeBuckets>, zer
   });
   if (runs.length === 0) {
     // No bucket yet: a no-op span still marks the histogram native for every Prometheus version.
-    const span = w.begin(HISTOGRAM.positiveSpan);
+    const span = w.begin(HISTOGRAM.positiveSpan, SHORT);
     w.end(span);
     return;
   }
-  const deltas = w.begin(HISTOGRAM.positiveDelta);
+  const deltas = w.begin(HISTOGRAM.positiveDelta, SHORT);
   let previous = 0;
   for (let r = 0; r < runs.length; r += 2) {
     const start = runs[r] as number;
-    const end = start + (runs[r + 1] as number);
-    for (let i = start; i < end; i++) {
-      const count = native.counts[i] as number;
-      w.packedSint(count - previous);
-      previous = count;
-    }
+    previous = w.packedDeltas(native.counts, start, start + (runs[r + 1] as number), previous);
   }
   w.end(deltas);
 }

@@ -5,15 +5,25 @@
  * growing buffer.
  *
  * A nested message's length is known only once it is written: `begin` leaves
- * room for the longest length varint (5 bytes covers 4 GiB), `end` writes the
- * real one and moves the message back over the unused bytes. One pass, no
- * per-field objects; the moves are small except once per family.
+ * room for the length varint its caller expects (2 bytes, a message under
+ * 16 KiB, unless told otherwise), `end` writes the real one and moves the
+ * message only when it needed another size. One pass, no per-field objects;
+ * the encoding stays canonical (shortest varints), whatever the guess.
  */
 
 const WIRE_VARINT = 0;
 const WIRE_FIXED64 = 1;
 const WIRE_DELIMITED = 2;
-const LENGTH_ROOM = 5;
+/** Bytes left for a length by default: lengths up to 16383. */
+const DEFAULT_ROOM = 2;
+/** For a MetricFamily of the stream: up to 256 MiB without a move. */
+const FAMILY_ROOM = 4;
+/** A handle from `begin` is start × ROOM_SLOTS + room. */
+const ROOM_SLOTS = 8;
+
+const scratch = new Float64Array(1);
+const scratchBytes = new Uint8Array(scratch.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export class ProtoWriter {
   private buffer: Buffer;
@@ -73,8 +83,33 @@ export class ProtoWriter {
   double(field: number, value: number): void {
     this.tag(field, WIRE_FIXED64);
     this.ensure(8);
-    this.buffer.writeDoubleLE(value, this.pos);
-    this.pos += 8;
+    scratch[0] = value;
+    this.fixed64(scratchBytes);
+  }
+
+  /** Eight bytes, little-endian whatever the machine: a double already laid out as the wire wants it. */
+  private fixed64(bytes: Uint8Array): void {
+    const buf = this.buffer;
+    let pos = this.pos;
+    if (LITTLE_ENDIAN) for (let i = 0; i < 8; i++) buf[pos++] = bytes[i] as number;
+    else for (let i = 7; i >= 0; i--) buf[pos++] = bytes[i] as number;
+    this.pos = pos;
+  }
+
+  /**
+   * A message known to be short (under 128 bytes) with two fields: a uint64 then a double, as a
+   * classic histogram's Bucket (cumulative_count, upper_bound) is. `doubleField` and the bytes of
+   * the double come ready-made: `bound` is its 8 bytes as the machine holds them (doubleBytes).
+   */
+  uintDoubleMessage(field: number, uintField: number, value: number, doubleField: number, bound: Uint8Array): void {
+    this.ensure(24);
+    const length = 1 + varintSize(value) + 1 + 8;
+    this.tag(field, WIRE_DELIMITED);
+    this.buffer[this.pos++] = length;
+    this.tag(uintField, WIRE_VARINT);
+    this.rawVarint(value);
+    this.tag(doubleField, WIRE_FIXED64);
+    this.fixed64(bound);
   }
 
   string(field: number, value: string): void {
@@ -98,40 +133,77 @@ export class ProtoWriter {
     this.pos += bytes.length;
   }
 
-  /** Opens a length-delimited field (a message, or a packed run); close it with `end`. */
-  begin(field: number): number {
+  /**
+   * Opens a length-delimited field (a message, or a packed run); close it with `end`. `room`: the
+   * bytes its length is expected to take (1: under 128 bytes, 2: under 16 KiB); a wrong guess
+   * costs a move of the message, not a wrong encoding.
+   */
+  begin(field: number, room = DEFAULT_ROOM): number {
     this.tag(field, WIRE_DELIMITED);
-    return this.beginDelimited();
+    return this.reserve(room);
   }
 
   /** Opens a length-prefixed message without a tag: one MetricFamily of the delimited stream. */
   beginDelimited(): number {
-    this.ensure(LENGTH_ROOM);
-    const start = this.pos;
-    this.pos += LENGTH_ROOM;
-    return start;
+    return this.reserve(FAMILY_ROOM);
   }
 
-  end(start: number): void {
-    const contentStart = start + LENGTH_ROOM;
+  private reserve(room: number): number {
+    this.ensure(room);
+    const start = this.pos;
+    this.pos += room;
+    return start * ROOM_SLOTS + room;
+  }
+
+  end(handle: number): void {
+    const room = handle % ROOM_SLOTS;
+    const start = (handle - room) / ROOM_SLOTS;
+    const contentStart = start + room;
     const length = this.pos - contentStart;
     const lengthBytes = varintSize(length);
-    const at = this.pos;
+    if (lengthBytes !== room) {
+      // The guess was wrong: the message moves to just after its real length.
+      this.ensure(lengthBytes - room);
+      this.buffer.copyWithin(start + lengthBytes, contentStart, this.pos);
+    }
     this.pos = start;
     this.rawVarint(length);
-    if (lengthBytes < LENGTH_ROOM) this.buffer.copyWithin(this.pos, contentStart, at);
     this.pos = start + lengthBytes + length;
   }
 
-  /** Appends packed zigzag varints (a `repeated sint64` field's content, between begin and end). */
-  packedSint(value: number): void {
-    this.rawVarint(zigzag(value));
+  /**
+   * Appends `values[from..to)` as packed zigzag varints (a `repeated sint64` field's content,
+   * between begin and end) of their deltas, the first taken from
+   * `previous` (a native histogram's bucket counts); returns the last value, for the next run.
+   */
+  packedDeltas(values: ArrayLike<number>, from: number, to: number, previous: number): number {
+    this.ensure((to - from) * 10);
+    let last = previous;
+    for (let i = from; i < to; i++) {
+      const value = values[i] as number;
+      const delta = zigzag(value - last);
+      last = value;
+      if (delta < 0x80) this.buffer[this.pos++] = delta;
+      else this.rawVarint(delta);
+    }
+    return last;
   }
 
-  /** What was written, copied out (the writer's buffer is reused or dropped). */
+  /** What was written, copied out into a buffer of its size (the writer's may be much larger). */
   finish(): Buffer {
     return Buffer.from(this.buffer.subarray(0, this.pos));
   }
+
+  /** What was written, as a view of the writer's buffer: for a writer sized to its output and then dropped. */
+  view(): Buffer {
+    return this.buffer.subarray(0, this.pos);
+  }
+}
+
+/** The 8 bytes of a double as this machine holds it, for ProtoWriter's ready-made doubles. */
+export function doubleBytes(value: number): Uint8Array {
+  scratch[0] = value;
+  return scratchBytes.slice();
 }
 
 function zigzag(value: number): number {
