@@ -7,7 +7,8 @@ import { Agent, request } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { type MetricJson, createClusterSum } from '../src/admin/cluster-sum.js';
+import { type Collection, type MetricJson, createClusterSum, createSumRenderer } from '../src/admin/cluster-sum.js';
+import { collectRegistry } from '../src/admin/cluster-snapshot.js';
 import { LOOPBACK, type Listening, expectOneCleanLine, runToExit, startListening } from './bin.js';
 import { httpRequest, sampleValue, settle, startUpstream, until } from './helpers.js';
 
@@ -139,9 +140,9 @@ describe('--workers', () => {
   });
 });
 
-describe('the retired workers\' total', () => {
-  /** What one worker hands the primary: a counter, a histogram and a gauge, from a real registry. */
-  async function workerMetrics(requests: number): Promise<MetricJson[]> {
+describe('the retired workers\' total (prom-client\'s own metrics)', () => {
+  /** What one worker hands the primary: a counter, a histogram and a gauge of prom-client's, from a real registry. */
+  async function workerMetrics(requests: number): Promise<Collection> {
     const registry = new Registry();
     const counter = new Counter({ name: 'requests_total', help: 'r', labelNames: ['route'], registers: [registry] });
     const histogram = new Histogram({ name: 'duration_seconds', help: 'd', buckets: [0.1, 1], registers: [registry] });
@@ -149,9 +150,11 @@ describe('the retired workers\' total', () => {
     counter.inc({ route: '/a' }, requests);
     if (requests % 2 === 0) counter.inc({ route: '/b' });
     for (let i = 0; i < requests; i++) histogram.observe(0.5);
-    return (await registry.getMetricsAsJSON()) as unknown as MetricJson[];
+    return collectRegistry(registry);
   }
-  const seriesOf = (metrics: readonly MetricJson[]): number => metrics.reduce((n, m) => n + m.values.length, 0);
+  const seriesOf = (collection: Collection): number => collection.metrics.reduce((n, m) => n + (m as MetricJson).values.length, 0);
+  const text = async (sum: ReturnType<typeof createClusterSum>, collected: Collection[]): Promise<string> =>
+    String((await createSumRenderer()(sum.sum(collected), 'text')).body);
 
   it('is one running total however many workers crash: exact, and no bigger after 300 crashes than after 2', async () => {
     const sum = createClusterSum();
@@ -163,23 +166,23 @@ describe('the retired workers\' total', () => {
       expected += id;
       if (id === 2) seriesAfterTwo = seriesOf(sum.retired());
     }
-    expect(sum.retired().map((m) => m.name).sort()).toEqual(['duration_seconds', 'requests_total']); // gauges die with their worker
+    expect(sum.retired().metrics.map((m) => m.name).sort()).toEqual(['duration_seconds', 'requests_total']); // gauges die with their worker
     expect(seriesOf(sum.retired())).toBe(seriesAfterTwo);
-    const text = await sum.render([await workerMetrics(1)]);
-    expect(sampleValue(text, 'requests_total', { route: '/a' })).toBe(expected + 1);
-    expect(sampleValue(text, 'requests_total', { route: '/b' })).toBe(150);
-    expect(sampleValue(text, 'duration_seconds_count', {})).toBe(expected + 1);
-    expect(sampleValue(text, 'duration_seconds_bucket', { le: '1' })).toBe(expected + 1);
-    expect(sampleValue(text, 'in_flight', {})).toBe(3);
+    const body = await text(sum, [await workerMetrics(1)]);
+    expect(sampleValue(body, 'requests_total', { route: '/a' })).toBe(expected + 1);
+    expect(sampleValue(body, 'requests_total', { route: '/b' })).toBe(150);
+    expect(sampleValue(body, 'duration_seconds_count', {})).toBe(expected + 1);
+    expect(sampleValue(body, 'duration_seconds_bucket', { le: '1' })).toBe(expected + 1);
+    expect(sampleValue(body, 'in_flight', {})).toBe(3);
   });
 
   it('forgets a worker that never handed over anything, and counts each retired worker once', async () => {
     const sum = createClusterSum();
     sum.retire(7);
-    expect(sum.retired()).toEqual([]);
+    expect(sum.retired().metrics).toEqual([]);
     sum.seen(1, await workerMetrics(5));
     sum.retire(1);
     sum.retire(1);
-    expect(sampleValue(await sum.render([]), 'requests_total', { route: '/a' })).toBe(5);
+    expect(sampleValue(await text(sum, []), 'requests_total', { route: '/a' })).toBe(5);
   });
 });

@@ -1,9 +1,16 @@
 /**
  * `--workers N` on node:cluster. The primary forks N workers that share the
  * listening port, restarts a crashed one with back-off, drains them as one on
- * SIGTERM, and answers every worker's scrape with the sum over all workers
- * (admin/cluster-sum.ts). Counters never go backwards across a worker restart:
- * what a worker had counted by its last collection stays in the sum after it dies.
+ * SIGTERM, and answers every worker's scrape with the exact sum over all workers
+ * (admin/cluster-sum.ts), which the worker renders in the format the scraper asked
+ * for. Counters never go backwards across a worker restart: what a worker had
+ * counted by its last collection stays in the sum after it dies.
+ *
+ * What crosses the IPC channel is compact: each worker's collection, and the sum,
+ * are mostly Float64Arrays (admin/cluster-snapshot.ts), which node:cluster's advanced
+ * serialization copies as bytes where JSON would spell out every number. The sum
+ * travels, not its exposition: at the full route budget the text is 15 MB, and
+ * moving it from the primary to the worker cost 20–50 ms, more than rendering it.
  *
  * A scrape never waits for ever: the primary gives each worker COLLECT_TIMEOUT_MS
  * to hand over its metrics, and a worker gives the primary SCRAPE_TIMEOUT_MS to
@@ -12,9 +19,11 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
-import { type Registry, Registry as PromRegistry } from 'prom-client';
-import { type MetricJson, type ClusterSum, createClusterSum } from '../admin/cluster-sum.js';
+import type { Registry } from 'prom-client';
+import { type ClusterSum, type Collection, createClusterSum, createSumRenderer } from '../admin/cluster-sum.js';
+import { collectRegistry } from '../admin/cluster-snapshot.js';
 import type { Rendered, Renderer } from '../admin/exposition.js';
+import type { ProtoOptions } from '../metrics/family-proto.js';
 import { MetricsUnavailableError } from '../errors.js';
 
 const COLLECT = 'metrics-proxy:collect';
@@ -32,29 +41,32 @@ const STABLE_AFTER_MS = 10_000;
 
 type Message =
   | { type: typeof COLLECT; id: number }
-  | { type: typeof COLLECTED; id: number; metrics: MetricJson[] }
+  | { type: typeof COLLECTED; id: number; collection?: Collection; error?: string }
   | { type: typeof SCRAPE; id: number }
-  | { type: typeof SCRAPED; id: number; body?: string; error?: string; unavailable?: boolean };
+  | { type: typeof SCRAPED; id: number; sum?: Collection; error?: string; unavailable?: boolean };
 
 function isMessage(value: unknown): value is Message {
   return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string';
 }
 
-/** Worker side: hand the primary this worker's registry whenever it asks. */
+/** Worker side: hand the primary this worker's registry, in the compact form, whenever it asks (or why it cannot). */
 export function answerCollections(registry: Registry): void {
   process.on('message', (message: unknown) => {
     if (!isMessage(message) || message.type !== COLLECT) return;
-    registry
-      .getMetricsAsJSON()
-      .then((metrics) => process.send?.({ type: COLLECTED, id: message.id, metrics }))
-      .catch(() => process.send?.({ type: COLLECTED, id: message.id, metrics: [] }));
+    collectRegistry(registry)
+      .then((collection) => process.send?.({ type: COLLECTED, id: message.id, collection }))
+      .catch((err: unknown) => process.send?.({ type: COLLECTED, id: message.id, error: String(err) }));
   });
 }
 
-type Waiter = { resolve(r: Rendered): void; reject(e: Error): void; readonly timer: NodeJS.Timeout };
+type Waiter = { resolve(sum: Collection): void; reject(e: Error): void; readonly timer: NodeJS.Timeout };
 
-/** Worker side: a scrape asks the primary for the cluster-wide sum (always the text format), for at most `timeoutMs`. */
-export function createClusterRenderer(timeoutMs = SCRAPE_TIMEOUT_MS): Renderer {
+/**
+ * Worker side: a scrape asks the primary for the cluster-wide sum, for at most `timeoutMs`, and
+ * renders it in the wanted format.
+ */
+export function createClusterRenderer(protobuf: ProtoOptions = { classicBuckets: true }, timeoutMs = SCRAPE_TIMEOUT_MS): Renderer {
+  const render = createSumRenderer(protobuf);
   let next = 0;
   const pending = new Map<number, Waiter>();
   /** The waiter for `id`, taken off the list with its timer stopped; undefined once answered or given up. */
@@ -68,12 +80,12 @@ export function createClusterRenderer(timeoutMs = SCRAPE_TIMEOUT_MS): Renderer {
     if (!isMessage(message) || message.type !== SCRAPED) return;
     const waiter = take(message.id);
     if (waiter === undefined) return; // answered after the timeout
-    if (message.body !== undefined) waiter.resolve({ body: message.body, contentType: PromRegistry.PROMETHEUS_CONTENT_TYPE });
+    if (message.sum !== undefined) waiter.resolve(message.sum);
     else if (message.unavailable === true) waiter.reject(new MetricsUnavailableError(message.error ?? 'cluster scrape failed'));
     else waiter.reject(new Error(message.error ?? 'cluster scrape failed'));
   });
   const giveUp = (id: number, why: string): void => take(id)?.reject(new MetricsUnavailableError(why));
-  return () =>
+  const askPrimary = (): Promise<Collection> =>
     new Promise((resolve, reject) => {
       const id = next++;
       const timer = setTimeout(() => giveUp(id, `the primary did not answer within ${timeoutMs} ms`), timeoutMs);
@@ -81,10 +93,14 @@ export function createClusterRenderer(timeoutMs = SCRAPE_TIMEOUT_MS): Renderer {
       if (process.send === undefined) giveUp(id, 'no IPC channel to the primary');
       else process.send({ type: SCRAPE, id }, undefined, {}, (err: Error | null) => err !== null && giveUp(id, err.message));
     });
+  return async (format): Promise<Rendered> => render(await askPrimary(), format);
 }
 
-/** Primary side: one worker's registry as JSON, or MetricsUnavailableError after COLLECT_TIMEOUT_MS. */
-function collectFrom(worker: Worker, id: number): Promise<MetricJson[]> {
+/**
+ * Primary side: one worker's collection; MetricsUnavailableError after COLLECT_TIMEOUT_MS or when
+ * the worker could not collect (an empty collection would sum to a counter reset).
+ */
+function collectFrom(worker: Worker, id: number): Promise<Collection> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       worker.off('message', onMessage);
@@ -94,7 +110,8 @@ function collectFrom(worker: Worker, id: number): Promise<MetricJson[]> {
       if (!isMessage(message) || message.type !== COLLECTED || message.id !== id) return;
       clearTimeout(timer);
       worker.off('message', onMessage);
-      resolve(message.metrics);
+      if (message.collection !== undefined) resolve(message.collection);
+      else reject(new MetricsUnavailableError(`worker ${worker.id} could not collect its metrics: ${message.error ?? 'no reason given'}`));
     }
     worker.on('message', onMessage);
     worker.send({ type: COLLECT, id });
@@ -105,23 +122,25 @@ function liveWorkers(): Worker[] {
   return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
 }
 
+type Scrape = () => Promise<Collection>;
+
 /** Primary side: the sum over every live worker now, and every retired one. */
-function createScraper(sum: ClusterSum): () => Promise<string> {
+function createScraper(sum: ClusterSum): Scrape {
   let collectId = 0;
   return async () => {
     const workers = liveWorkers();
     const collected = await Promise.all(workers.map((w) => collectFrom(w, collectId++)));
-    workers.forEach((w, i) => sum.seen(w.id, collected[i] as MetricJson[]));
-    return sum.render(collected);
+    workers.forEach((w, i) => sum.seen(w.id, collected[i] as Collection));
+    return sum.sum(collected);
   };
 }
 
 /** Primary side: answers a worker's SCRAPE with the sum, or with why there is none. */
-function answerScrapes(worker: Worker, scrape: () => Promise<string>, log: Logger): void {
+function answerScrapes(worker: Worker, scrape: Scrape, log: Logger): void {
   worker.on('message', (message: unknown) => {
     if (!isMessage(message) || message.type !== SCRAPE) return;
     scrape()
-      .then((body) => worker.isConnected() && worker.send({ type: SCRAPED, id: message.id, body }))
+      .then((sum) => worker.isConnected() && worker.send({ type: SCRAPED, id: message.id, sum }))
       .catch((err: Error) => {
         log.warn({ err }, 'cluster scrape failed');
         const unavailable = err instanceof MetricsUnavailableError;
@@ -139,7 +158,7 @@ export interface PrimaryOptions {
 interface Supervisor {
   readonly log: Logger;
   readonly sum: ClusterSum;
-  readonly scrape: () => Promise<string>;
+  readonly scrape: Scrape;
   /** When each live worker was forked. */
   readonly started: Map<number, number>;
   /** Workers that got as far as listening. */
@@ -197,6 +216,8 @@ function onSignal(supervisor: Supervisor, signal: NodeJS.Signals): void {
 /** Primary side: runs until SIGTERM/SIGINT (exit 0 after every worker drained) or a start-up failure. */
 export function runPrimary({ workers, log }: PrimaryOptions): Promise<number> {
   return new Promise((exit) => {
+    // Before the first fork: the workers inherit the channel's serialization.
+    cluster.setupPrimary({ serialization: 'advanced' });
     const sum = createClusterSum();
     const supervisor: Supervisor = {
       log,

@@ -129,7 +129,8 @@ async function startApp(
 ): Promise<App | number> {
   let app: App;
   try {
-    app = buildApp(config, { logger, ...(cluster.isWorker ? { render: createClusterRenderer() } : {}) });
+    const render = cluster.isWorker ? createClusterRenderer({ classicBuckets: config.protobufClassicBuckets }) : undefined;
+    app = buildApp(config, { logger, ...(render === undefined ? {} : { render }) });
   } catch (err) {
     return abandon(err, 2); // a bad --openapi document or route template
   }
