@@ -158,15 +158,14 @@ async function encodeRegistry(registry: Registry, options: ProtoOptions, sizeHin
     if (isOwnFamily(metric)) encodeFamily(w, metric, options);
     else encodeJsonMetric(w, (await (metric as unknown as { get(): Promise<MetricJson> }).get()));
   }
-  // Sized after the last render, the buffer is about the body's size: no copy.
-  return w.view();
+  return w.finishDocument();
 }
 
 /** Room over the last render's size, so that a registry that grew a little does not regrow the buffer. */
 const SIZE_MARGIN = 1.125;
 
 export function createRenderer(registry: Registry, protobuf: ProtoOptions = { classicBuckets: true }): Renderer {
-  let queue: Promise<unknown> = Promise.resolve();
+  let queue: Promise<void> = Promise.resolve();
   /** The last render's size per format: the next one's buffer is allocated at once. */
   const lastSize: Record<ExpositionFormat, number> = { text: 0, openmetrics: 0, protobuf: 0 };
 
@@ -180,7 +179,11 @@ export function createRenderer(registry: Registry, protobuf: ProtoOptions = { cl
   // Serialised: a render switches the registry's format while prom-client formats, and puts it back after.
   return (format) => {
     const next = queue.then(() => render(format));
-    queue = next.catch(() => {});
+    // Settled with nothing: a queue settled with the last body would keep it alive until the next scrape.
+    queue = next.then(
+      () => undefined,
+      () => undefined,
+    );
     return next;
   };
 }

@@ -194,9 +194,14 @@ export class ProtoWriter {
     return Buffer.from(this.buffer.subarray(0, this.pos));
   }
 
-  /** What was written, as a view of the writer's buffer: for a writer sized to its output and then dropped. */
-  view(): Buffer {
-    return this.buffer.subarray(0, this.pos);
+  /**
+   * What was written, for a writer dropped after it: a view of its buffer when that is about the
+   * output's size (a writer sized after the last render), else a copy, so that the output does not
+   * hold on to a buffer that doubled its way up.
+   */
+  finishDocument(): Buffer {
+    const view = this.buffer.subarray(0, this.pos);
+    return (this.buffer.length - this.pos) * 4 > this.buffer.length ? Buffer.from(view) : view;
   }
 }
 

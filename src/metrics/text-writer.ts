@@ -13,6 +13,8 @@
 
 /** Strings up to this length are copied char by char: cheaper than a call into the Buffer binding. */
 const SHORT = 48;
+/** A document up to this size is returned as a view of its buffer, whatever the slack. */
+const SMALL_COPY = 64 * 1024;
 
 export class TextWriter {
   private buffer: Buffer;
@@ -98,9 +100,14 @@ export class TextWriter {
     for (let rest = value; at > this.pos - digits; rest = Math.floor(rest / 10)) buf[--at] = 48 + (rest % 10);
   }
 
-  /** What was written (a view of the buffer: the writer is dropped after it). */
+  /**
+   * What was written: a view of the buffer (the writer is dropped after it) when the buffer is
+   * about its size, as it is when sized after the last render; else a copy, so that the body does
+   * not hold on to a buffer that doubled its way up.
+   */
   finish(): Buffer {
-    return this.buffer.subarray(0, this.pos);
+    const view = this.buffer.subarray(0, this.pos);
+    return this.pos > SMALL_COPY && (this.buffer.length - this.pos) * 4 > this.buffer.length ? Buffer.from(view) : view;
   }
 }
 
