@@ -52,10 +52,17 @@ export const VARIANTS: Readonly<Record<VariantId, Variant>> = {
   'native-gzip': { title: 'protobuf + gzip, --no-protobuf-classic-buckets', proxy: 'nativeOnly', accept: PROTOBUF_ACCEPT, gzip: true },
 };
 
+/** Memory of a proxy read right after a full garbage collection in it (memory-probe.mjs). */
+export interface MemoryReading extends Memory {
+  /** V8 heap in use plus memory outside it (Buffers): what the process keeps alive. */
+  readonly liveBytes: number;
+}
+
 /** What the scenario needs of each running proxy. */
 export interface BudgetTarget {
   readonly url: string;
-  readonly memory: () => Memory | undefined;
+  /** A full GC in the process, then its memory. */
+  readonly probe: () => Promise<MemoryReading>;
   readonly cpuSeconds: () => number | undefined;
 }
 
@@ -73,9 +80,9 @@ export interface VariantTiming {
 }
 
 export interface BudgetMemory {
-  readonly start: Memory;
-  readonly filled: Memory;
-  readonly scraped: Memory;
+  readonly start: MemoryReading;
+  readonly filled: MemoryReading;
+  readonly scraped: MemoryReading;
 }
 
 /** Series Prometheus would store for the route-labelled histograms (from the text scrape). */
@@ -226,16 +233,10 @@ export function countSeries(text: string): { series: SeriesCount[]; routes: numb
   return { series: [...counts].map(([family, c]) => ({ family, ...c })), routes: routes.size, overflow };
 }
 
-function memoryOf(target: BudgetTarget, proxy: BudgetProxy): Memory {
-  const m = target.memory();
-  if (m === undefined) throw new Error(`the ${proxy} proxy is gone`);
-  return m;
-}
-
-/** Settles the process a moment (timers, sockets closing) and reads every proxy's memory. */
-async function readAll(targets: Readonly<Record<BudgetProxy, BudgetTarget>>): Promise<Record<BudgetProxy, Memory>> {
+/** Lets the processes settle a moment (sockets closing, timers), then reads every proxy's memory after a full GC. */
+async function readAll(targets: Readonly<Record<BudgetProxy, BudgetTarget>>): Promise<Record<BudgetProxy, MemoryReading>> {
   await sleep(1_000);
-  return { main: memoryOf(targets.main, 'main'), nativeOnly: memoryOf(targets.nativeOnly, 'nativeOnly'), control: memoryOf(targets.control, 'control') };
+  return { main: await targets.main.probe(), nativeOnly: await targets.nativeOnly.probe(), control: await targets.control.probe() };
 }
 
 export interface BudgetOptions {

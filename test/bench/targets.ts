@@ -47,6 +47,10 @@ export class Unavailable extends Error {}
 export interface RunningTarget {
   readonly id: TargetId;
   readonly url: string;
+  /** The top process; undefined for `direct` (no process of its own). */
+  readonly pid: number | undefined;
+  /** What the target wrote to stderr so far ('' for `direct`). */
+  readonly stderr: () => string;
   /** Undefined for `direct` (no process of its own). */
   readonly coldStartMs: number | undefined;
   /** Summed over the target's processes; undefined for `direct`. */
@@ -79,6 +83,8 @@ function fromSpawned(id: TargetId, spawned: Spawned, url: string, verify = (): P
   return {
     id,
     url,
+    pid: spawned.pid,
+    stderr: spawned.stderr,
     coldStartMs: spawned.coldStartMs,
     memory: spawned.memory,
     cpuSeconds: spawned.cpuSeconds,
@@ -116,6 +122,8 @@ export async function startTarget(id: TargetId, upstream: URL, ctx: TargetContex
       return {
         id,
         url: upstream.origin,
+        pid: undefined,
+        stderr: () => '',
         coldStartMs: undefined,
         memory: () => undefined,
         cpuSeconds: () => undefined,
