@@ -1,21 +1,16 @@
 /**
  * Native histograms against a real Prometheus: the built bin in front of a real upstream whose answers
- * take known times, scraped at once by two Prometheus servers. One has native histograms on
- * (2.40–3.7: --enable-feature=native-histograms; 3.8+: scrape_native_histograms), so it asks for the
- * protobuf exposition and stores the proxy's histograms as native ones; the other is left as it is and
- * keeps the classic _bucket/_count/_sum series. On both, histogram_quantile must land in the bucket
- * (schema 3 for native, the configured bounds for classic) that holds the true median, and the latency
- * rules of config/prometheus/rules-native.yml must record from either kind. promtool checks the text
- * exposition of the same bin, native histograms on.
- *
- * The true median is not known to the microsecond, but it is bounded: the proxy's duration of a request
- * is at least the upstream's delay, and at most what the client measured around it (plus SLACK_MS for
- * the proxy's clock stopping a moment after the client saw the end). Medians are monotonic, so the
- * median of the observations lies between the median of the lower bounds and that of the upper bounds.
+ * take known times (test/native-traffic.ts), scraped at once by two Prometheus servers. One has native
+ * histograms on (2.40–3.7: --enable-feature=native-histograms; 3.8+: scrape_native_histograms), so it asks
+ * for the protobuf exposition and stores the proxy's histograms as native ones only (no _bucket, _count or
+ * _sum); the other is left as it is and keeps the classic series. On both, histogram_quantile must land in
+ * the bucket (schema 3 for native, the configured bounds for classic) that holds the true quantile, and
+ * config/prometheus/rules.yml, loaded by both, must record its rates, error ratios, quantiles and upstream
+ * p99 split from either kind, and fire the burn-rate alerts. promtool checks the text exposition of the
+ * same bin, native histograms on.
  * Skipped (with a message) where Prometheus is missing or older than 2.40; CI installs Debian's (.ci/run).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,21 +18,32 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../src/index.js';
 import { LOOPBACK, spawnBin } from './bin.js';
 import { type Upstream, httpRequest, settle, startUpstream } from './helpers.js';
+import {
+  type Bounds,
+  FAILING,
+  ROUND,
+  SCHEMA,
+  WARM_UP,
+  classicRange,
+  delayed,
+  expectWithin,
+  medianBounds,
+  nativeRange,
+  quantileBounds,
+  sendRound,
+} from './native-traffic.js';
 import { type RunningPrometheus, nativeHistogramSwitch, prometheusTools, promtoolCheckMetrics, startPrometheus } from './prometheus.js';
 import { decodeExposition, findMetric } from './proto-exposition.js';
 
 const JOB = 'metrics-proxy';
-const RULES = fileURLToPath(new URL('../config/prometheus/rules-native.yml', import.meta.url));
+const RULES = fileURLToPath(new URL('../config/prometheus/rules.yml', import.meta.url));
 /** What Prometheus 2.42 sends with --enable-feature=native-histograms (seen on the wire). */
 const ACCEPT_242_NATIVE =
   'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
-/** --native-histogram-bucket-factor 1.1 */
-const SCHEMA = 3;
-const SLACK_MS = 5;
-/** Upstream delay per path: a quarter fast, half at the median, a quarter slow, so the median sits inside one group. */
-const DELAY_MS: Readonly<Record<string, number>> = { '/api/fast': 20, '/api/median': 84, '/api/slow': 300 };
-/** One round; 84 ms is just above a schema-3 bound in ms (82.99) and in s (0.08105), inside the classic (50, 100] and (0.075, 0.1]. */
-const ROUND = [...Array<string>(8).fill('/api/fast'), ...Array<string>(16).fill('/api/median'), ...Array<string>(8).fill('/api/slow')];
+/** Every request sent: the warm-up and the measured round. */
+const SENT = WARM_UP.length + ROUND.length;
+/** The histograms rules.yml reads. */
+const RULE_HISTOGRAMS = ['http_server_request_duration_seconds', 'http_client_request_duration_seconds', 'http_client_request_time_in_queue_seconds', 'metrics_proxy_upstream_connect_duration_seconds'];
 /** Legacy camelCase names of the Go recipe, whose naming complaints promtool is expected to make. */
 const LEGACY_NAMES = new Set(['apiCount', 'apiDuration', 'apiErrorCount']);
 
@@ -45,72 +51,6 @@ const tools = prometheusTools();
 const nativeBy = tools === undefined ? undefined : nativeHistogramSwitch(tools.prometheus);
 if (nativeBy === undefined) {
   console.warn('test/prometheus-native.test.ts skipped: no prometheus/promtool 2.40 or later (Debian package `prometheus`; bash .ci/run installs it)');
-}
-
-/** One request's duration as the proxy saw it, bounded: [upstream delay, client-measured time + slack], in ms. */
-interface Bounds {
-  readonly path: string;
-  readonly lo: number;
-  readonly hi: number;
-}
-
-function delayed(req: IncomingMessage, res: ServerResponse): void {
-  req.resume();
-  const ms = DELAY_MS[req.url ?? ''] ?? 0;
-  const start = performance.now();
-  // A timer may fire a little early; the delay is a lower bound only if it is waited out in full.
-  const answer = (): void => {
-    const left = ms - (performance.now() - start);
-    if (left > 0) setTimeout(answer, Math.ceil(left));
-    else res.end('ok');
-  };
-  setTimeout(answer, ms);
-}
-
-/** Sends ROUND through the proxy, 8 at a time (each batch mixes the groups), and bounds each duration. */
-async function sendRound(proxyUrl: string): Promise<Bounds[]> {
-  const bounds: Bounds[] = [];
-  const order = ROUND.map((path, i) => ({ path, i })).sort((a, b) => (a.i % 4) - (b.i % 4) || a.i - b.i);
-  for (let at = 0; at < order.length; at += 8) {
-    await Promise.all(
-      order.slice(at, at + 8).map(async ({ path }) => {
-        const start = performance.now();
-        const { status } = await httpRequest(`${proxyUrl}${path}`);
-        const elapsed = performance.now() - start;
-        if (status !== 200) throw new Error(`${path}: ${status}`);
-        bounds.push({ path, lo: DELAY_MS[path] ?? 0, hi: elapsed + SLACK_MS });
-      }),
-    );
-  }
-  return bounds;
-}
-
-/** Where the true median lies: between the median of the lower bounds and that of the upper bounds (both middle elements). */
-function medianBounds(bounds: readonly Bounds[], scale = 1): [lo: number, hi: number] {
-  const los = bounds.map((b) => b.lo).sort((a, b) => a - b);
-  const his = bounds.map((b) => b.hi).sort((a, b) => a - b);
-  const n = bounds.length;
-  return [(los[Math.ceil(n / 2) - 1] ?? NaN) * scale, (his[Math.floor(n / 2)] ?? NaN) * scale];
-}
-
-/** From the lower bound of the native bucket holding `lo` to the upper bound of the one holding `hi`: bucket k is (2^((k-1)/8), 2^(k/8)]. */
-function nativeRange([lo, hi]: [number, number]): [number, number] {
-  const perOctave = 2 ** SCHEMA;
-  const key = (v: number): number => Math.ceil(perOctave * Math.log2(v));
-  return [2 ** ((key(lo) - 1) / perOctave), 2 ** (key(hi) / perOctave)];
-}
-
-/** The same with classic bucket bounds (le). */
-function classicRange([lo, hi]: [number, number], les: readonly number[]): [number, number] {
-  return [Math.max(0, ...les.filter((le) => le < lo)), Math.min(Infinity, ...les.filter((le) => le >= hi))];
-}
-
-/** Checks that `value` lies in [lower, upper], and logs both: CI's log then shows how close PromQL came. */
-function expectWithin(value: number | undefined, [lower, upper]: [number, number], what: string): void {
-  const text = `${what}: ${value} in [${lower}, ${upper}]`;
-  console.info(text);
-  expect(value, text).toBeGreaterThanOrEqual(lower);
-  expect(value, text).toBeLessThanOrEqual(upper);
 }
 
 /** The value of a query that must return exactly one float sample. */
@@ -165,15 +105,157 @@ async function startAll(): Promise<Setup> {
   });
   if (native === undefined || classic === undefined) throw new Error('two Prometheus servers expected');
 
-  // A scrape before any traffic, then a warm-up round that every series' first sample holds whole, then the
-  // measured round, then a scrape after it: rate() over any window that reaches back to the start sees exactly the measured round.
+  // A scrape before any traffic, then a warm-up that every series' first sample holds (see WARM_UP), then the
+  // measured round, then a scrape after it: rate() over any window that reaches back to the start sees the measured round.
   const scraped = () => Promise.all([native.waitForScrapes(JOB, 1), classic.waitForScrapes(JOB, 1)]);
   await scraped();
-  await sendRound(proxyUrl);
+  await sendRound(proxyUrl, WARM_UP);
   await scraped();
   const measured = await sendRound(proxyUrl);
   await scraped();
   return { proxyUrl, native, classic, measured };
+}
+
+type Kind = 'native' | 'classic';
+const KINDS: readonly Kind[] = ['native', 'classic'];
+const MS = 1 / 1000;
+
+/** The samples for JOB of the series whose name matches `names` (a regex), by the value of `label`, once there is one per `expected` value. */
+async function recordedBy(prometheus: RunningPrometheus, names: string, label: string, expected: readonly string[]): Promise<Record<string, number>> {
+  const selector = `{__name__=~${JSON.stringify(names)},job="${JOB}"}`;
+  const read = async () => Object.fromEntries((await prometheus.query(selector)).map((s) => [s.metric[label] ?? '', s.value]));
+  return settle(read, (values) => expected.every((key) => values[key] !== undefined && !Number.isNaN(values[key])), 10_000);
+}
+
+/** The value of each rule (recorded for JOB, without other labels), read in one query so that they come from one evaluation. */
+async function recordedJob<const N extends string>(prometheus: RunningPrometheus, rules: readonly N[]): Promise<Record<N, number>> {
+  const values: Record<string, number> = await recordedBy(prometheus, rules.join('|'), '__name__', rules);
+  for (const rule of rules) if (values[rule] === undefined) throw new Error(`${rule}{job="${JOB}"}: not recorded (${JSON.stringify(values)})`);
+  return values;
+}
+
+function bucketRange(kind: Kind, bounds: [number, number]): [number, number] {
+  return kind === 'native' ? nativeRange(bounds) : classicRange(bounds, DEFAULTS.durationBucketsSeconds);
+}
+
+async function expectRatesAndRatios(kind: Kind): Promise<void> {
+  const prometheus = ready()[kind];
+  const routes = [...new Set(ROUND)];
+  const requests = await recordedBy(prometheus, 'job_route:http_server_requests:rate5m', 'http_route', routes);
+  // 4 failing requests to 12 at the median a round: 1/3, give or take the warm-up's one each (should a
+  // scrape fall inside it) and rate()'s extrapolation, which classic counters of few requests shorten.
+  expect((requests[FAILING] ?? NaN) / (requests['/api/median'] ?? NaN), JSON.stringify(requests)).toBeGreaterThan(0.25);
+  expect((requests[FAILING] ?? NaN) / (requests['/api/median'] ?? NaN), JSON.stringify(requests)).toBeLessThan(0.45);
+  const ratios = await recordedBy(prometheus, 'job_route:http_server_request_errors:ratio_rate5m', 'http_route', routes);
+  expect(ratios).toEqual({ '/api/fast': 0, '/api/median': 0, [FAILING]: 1, '/api/slow': 0 });
+
+  const windows = ['5m', '30m', '1h', '2h', '6h', '1d', '3d'] as const;
+  const slo = await recordedJob(prometheus, ['job:metrics_proxy_slo_error_budget:ratio', ...windows.map((w) => `job:http_server_request_errors:ratio_rate${w}` as const)]);
+  console.info(`${kind}: ${JSON.stringify(slo)}`);
+  expect(slo['job:metrics_proxy_slo_error_budget:ratio']).toBeCloseTo(1 - 0.999, 12);
+  // 4 of 32 requests failed; every window holds the whole test, so they all agree.
+  const ratio = slo['job:http_server_request_errors:ratio_rate5m'];
+  expect(ratio).toBeGreaterThan(0.09);
+  expect(ratio).toBeLessThan(0.17);
+  for (const w of windows) expect(slo[`job:http_server_request_errors:ratio_rate${w}`], w).toBeCloseTo(ratio, 9);
+}
+
+async function expectLatencyQuantiles(kind: Kind): Promise<void> {
+  const prometheus = ready()[kind];
+  const { measured } = ready();
+  const of = (path: string) => measured.filter((b) => b.path === path);
+  const routes = [...new Set(ROUND)];
+  const p50 = await recordedBy(prometheus, 'job_route:http_server_request_duration_seconds:p50_rate5m', 'http_route', routes);
+  expectWithin(p50['/api/median'], bucketRange(kind, medianBounds(of('/api/median'), MS)), `${kind}: p50 of /api/median`);
+  const p90 = await recordedBy(prometheus, 'job_route:http_server_request_duration_seconds:p90_rate5m', 'http_route', routes);
+  expectWithin(p90['/api/fast'], bucketRange(kind, quantileBounds(of('/api/fast'), 0.9, MS)), `${kind}: p90 of /api/fast`);
+  const p99 = await recordedBy(prometheus, 'job_route:http_server_request_duration_seconds:p99_rate5m', 'http_route', routes);
+  expectWithin(p99['/api/slow'], bucketRange(kind, quantileBounds(of('/api/slow'), 0.99, MS)), `${kind}: p99 of /api/slow`);
+  // Bucket rates are recorded from classic buckets only: recording native histograms is not reliable in 2.42.
+  const buckets = await prometheus.query(`job_route_le:http_server_request_duration_seconds_bucket:rate5m{job="${JOB}"}`);
+  if (kind === 'native') expect(buckets).toEqual([]);
+  else expect(buckets.length).toBeGreaterThan(0);
+}
+
+async function expectUpstreamSplit(kind: Kind): Promise<void> {
+  const prometheus = ready()[kind];
+  const { measured } = ready();
+  const r = await recordedJob(prometheus, [
+    'job:http_client_requests:rate5m',
+    'job:metrics_proxy_upstream_connects:rate5m',
+    'job:http_client_request_duration_seconds:p99_rate5m',
+    'job:http_client_request_time_in_queue_seconds:p99_rate5m',
+    'job:metrics_proxy_upstream_connect_duration_seconds:p99_rate5m',
+    'job:http_client_request_connect_seconds:p99_connects_quantile_rate5m',
+    'job:http_client_request_connect_seconds:p99_rate5m',
+    'job:http_client_request_duration_seconds:p99_connecting_rate5m',
+    'job:http_client_request_duration_seconds:p99_queueing_rate5m',
+    'job:http_client_request_duration_seconds:p99_upstream_rate5m',
+  ]);
+  console.info(`${kind}: ${JSON.stringify(r)}`);
+  const requests = r['job:http_client_requests:rate5m'];
+  const connects = r['job:metrics_proxy_upstream_connects:rate5m'];
+  // The upstream closes the connection after each slow answer, so the proxy opens new ones in the measured round.
+  expect(requests).toBeGreaterThan(0);
+  expect(connects).toBeGreaterThan(0);
+  const q = r['job:http_client_request_connect_seconds:p99_connects_quantile_rate5m'];
+  expect(q).toBeCloseTo(Math.min(0.99, Math.max(0, 1 - (0.01 * requests) / connects)), 2);
+  expect(q).toBeGreaterThan(0);
+
+  const leg = r['job:http_client_request_duration_seconds:p99_rate5m'];
+  const queue = r['job:http_client_request_time_in_queue_seconds:p99_rate5m'];
+  const perConnection = r['job:metrics_proxy_upstream_connect_duration_seconds:p99_rate5m'];
+  const perRequest = r['job:http_client_request_connect_seconds:p99_rate5m'];
+  // The leg's p99 is the slowest request's: an upstream leg lasts at least the upstream's delay.
+  expectWithin(leg, bucketRange(kind, quantileBounds(measured, 0.99, MS)), `${kind}: p99 of the upstream leg`);
+  expect(queue).toBeGreaterThanOrEqual(0);
+  expect(queue).toBeLessThanOrEqual(leg);
+  expect(perConnection).toBeGreaterThan(0);
+  // Counting the requests that opened no connection as 0 s can only lower the quantile.
+  expect(perRequest).toBeGreaterThanOrEqual(0);
+  expect(perRequest).toBeLessThanOrEqual(perConnection);
+  if (kind === 'native') await expectOnTheLadder(prometheus, q, perRequest);
+
+  const [connecting, queueing, upstream] = [
+    r['job:http_client_request_duration_seconds:p99_connecting_rate5m'],
+    r['job:http_client_request_duration_seconds:p99_queueing_rate5m'],
+    r['job:http_client_request_duration_seconds:p99_upstream_rate5m'],
+  ];
+  expect(connecting).toBeCloseTo(Math.min(queue, perRequest), 9);
+  expect(queueing).toBeCloseTo(queue - connecting, 9);
+  expect(upstream).toBeCloseTo(Math.max(leg - queue, 0), 9);
+  expect(connecting + queueing + upstream).toBeCloseTo(leg, 9);
+}
+
+/** The rungs of rules.yml's ladder for the native p99 of the connect time over requests. */
+const RUNGS = [0, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99];
+
+/** The native rule lies between the connect time's quantiles at the rungs around q (the exact answer, here with one job, is logged beside it). */
+async function expectOnTheLadder(prometheus: RunningPrometheus, q: number, value: number): Promise<void> {
+  const connects = `sum by (job) (rate(metrics_proxy_upstream_connect_duration_seconds{job="${JOB}"}[5m]))`;
+  const upper = RUNGS.find((rung) => rung >= q) ?? 0.99;
+  const lower = RUNGS.filter((rung) => rung < upper).pop() ?? 0;
+  const [at, below, above] = await Promise.all([q, lower, upper].map((x) => single(prometheus, `histogram_quantile(${x}, ${connects})`)));
+  console.info(`native: p99 of the connect time over requests ${value} for quantile ${q} of the connections (exactly ${at}), between rungs ${lower} and ${upper}`);
+  // Relative slack for float rounding: at a rung the interpolation gives that rung's quantile, give or take an ulp.
+  const slack = 1e-9;
+  expectWithin(value, [(below ?? NaN) * (1 - slack), (above ?? NaN) * (1 + slack)], `native: p99 of the connect time over requests, between the quantiles ${lower} and ${upper}`);
+}
+
+async function expectAlertsAndHealth(kind: Kind): Promise<void> {
+  const prometheus = ready()[kind];
+  type Alert = { labels: Record<string, string>; state: string };
+  const burning = async () =>
+    ((await prometheus.api('/api/v1/alerts')) as { alerts: Alert[] }).alerts
+      .filter((a) => a.labels.alertname === 'MetricsProxyErrorBudgetBurn' && a.state === 'firing')
+      .map((a) => a.labels.long_window)
+      .sort();
+  // 1 request in 8 failed: far over every burn-rate threshold (at most 14.4 × 0.001).
+  expect(await settle(burning, (windows) => windows.length === 4, 10_000)).toEqual(['1d', '1h', '3d', '6h']);
+  type Rule = { name: string; health: string; lastError?: string };
+  const rules = ((await prometheus.api('/api/v1/rules')) as { groups: Array<{ rules: Rule[] }> }).groups.flatMap((g) => g.rules);
+  expect(rules.length).toBeGreaterThan(30);
+  for (const rule of rules) expect({ kind, rule: rule.name, health: rule.health, lastError: rule.lastError ?? '' }).toEqual({ kind, rule: rule.name, health: 'ok', lastError: '' });
 }
 
 describe.skipIf(nativeBy === undefined)('native histograms in a real Prometheus, scraping the bin', () => {
@@ -194,12 +276,15 @@ describe.skipIf(nativeBy === undefined)('native histograms in a real Prometheus,
     // Only the protobuf exposition carries native histograms: a histogram sample proves the proxy answered in protobuf.
     const [apiDuration, ...others] = await raw(native, `apiDuration{job="${JOB}"}`);
     expect(others).toEqual([]);
-    expect(apiDuration?.histogram?.[1].count, JSON.stringify(apiDuration)).toBe(String(2 * ROUND.length));
-    expect(await single(native, 'histogram_count(sum(http_server_request_duration_seconds))')).toBe(2 * ROUND.length);
-    expect(await single(native, 'sum(apiCount)')).toBe(2 * ROUND.length);
+    expect(apiDuration?.histogram?.[1].count, JSON.stringify(apiDuration)).toBe(String(SENT));
+    expect(await single(native, 'histogram_count(sum(http_server_request_duration_seconds))')).toBe(SENT);
+    expect(await single(native, 'sum(apiCount)')).toBe(SENT);
     // With native histograms on, a histogram that has native buckets is stored only as such (unless
     // scrape_classic_histograms / always_scrape_classic_histograms says otherwise; 2.40–2.44 have neither).
     expect(await raw(native, 'apiDuration_bucket')).toEqual([]);
+    const classicSeries = `{__name__=~"(${RULE_HISTOGRAMS.join('|')})_(bucket|count|sum)"}`;
+    expect(await raw(native, classicSeries)).toEqual([]);
+    expect((await raw(native, `{__name__=~"${RULE_HISTOGRAMS.join('|')}"}`)).length).toBeGreaterThanOrEqual(RULE_HISTOGRAMS.length);
   });
 
   it('histogram_quantile over native apiDuration lands in the schema-3 bucket of the true median (ms)', async () => {
@@ -219,8 +304,8 @@ describe.skipIf(nativeBy === undefined)('native histograms in a real Prometheus,
   it('Prometheus without native histograms keeps the classic series, and their quantiles and counts', async () => {
     const { classic, measured } = ready();
     expect(await raw(classic, 'apiDuration')).toEqual([]);
-    expect(await single(classic, 'sum(apiCount)')).toBe(2 * ROUND.length);
-    expect(await single(classic, 'sum(apiDuration_count)')).toBe(2 * ROUND.length);
+    expect(await single(classic, 'sum(apiCount)')).toBe(SENT);
+    expect(await single(classic, 'sum(apiDuration_count)')).toBe(SENT);
     expectWithin(
       await single(classic, 'histogram_quantile(0.5, sum by (le) (rate(apiDuration_bucket[1m])))'),
       classicRange(medianBounds(measured), DEFAULTS.bucketsMs),
@@ -231,31 +316,6 @@ describe.skipIf(nativeBy === undefined)('native histograms in a real Prometheus,
       classicRange(medianBounds(measured, 1 / 1000), DEFAULTS.durationBucketsSeconds),
       'classic http_server_request_duration_seconds median',
     );
-  });
-
-  it('the rules of rules-native.yml record latency quantiles from native and from classic histograms', async () => {
-    const { native, classic, measured } = ready();
-    const median = measured.filter((b) => b.path === '/api/median');
-    const expectations: Array<[RunningPrometheus, string, [number, number]]> = [
-      [native, '/api/median', nativeRange(medianBounds(median, 1 / 1000))],
-      [classic, '/api/median', classicRange(medianBounds(median, 1 / 1000), DEFAULTS.durationBucketsSeconds)],
-    ];
-    for (const [prometheus, route, range] of expectations) {
-      const which = prometheus === native ? 'native' : 'classic';
-      const promql = `job_route:http_server_request_duration_seconds:histogram_quantile_rate5m{job="${JOB}",http_route="${route}",quantile="0.5"}`;
-      const series = await settle(() => prometheus.query(promql), (r) => r.length === 1 && (r[0]?.value ?? 0) > 0, 10_000);
-      expectWithin(series[0]?.value, range, `${which}: ${promql}`);
-      const job = await settle(
-        () => prometheus.query(`job:http_server_request_duration_seconds:histogram_quantile_rate5m{job="${JOB}",quantile="0.5"}`),
-        (r) => r.length === 1 && (r[0]?.value ?? 0) > 0,
-        10_000,
-      );
-      const all = medianBounds(measured, 1 / 1000);
-      expectWithin(job[0]?.value, which === 'native' ? nativeRange(all) : classicRange(all, DEFAULTS.durationBucketsSeconds), `${which}: job median`);
-      const rules = ((await prometheus.api('/api/v1/rules')) as { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> }).groups.flatMap((g) => g.rules);
-      expect(rules.length).toBeGreaterThan(0);
-      for (const rule of rules) expect({ which, rule: rule.name, health: rule.health, lastError: rule.lastError ?? '' }).toEqual({ which, rule: rule.name, health: 'ok', lastError: '' });
-    }
   });
 
   it('promtool finds nothing wrong with the text exposition, native histograms on, but the legacy names', async () => {
@@ -271,7 +331,22 @@ describe.skipIf(nativeBy === undefined)('native histograms in a real Prometheus,
     expect(proto.headers['content-type']).toBe('application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited');
     const histogram = findMetric(decodeExposition(proto.body), 'apiDuration', { method: 'GET' })?.histogram;
     expect(histogram?.schema).toBe(SCHEMA);
-    expect(histogram?.sampleCount).toBe(2 * ROUND.length);
+    expect(histogram?.sampleCount).toBe(SENT);
     expect(histogram?.bucket.length).toBe(DEFAULTS.bucketsMs.length);
+  });
+
+  describe.each(KINDS)('config/prometheus/rules.yml in the Prometheus that stores %s histograms', (kind) => {
+    it('records request rates and error ratios per route and per service, and the error budget', async () => {
+      await expectRatesAndRatios(kind);
+    });
+    it('records latency quantiles within the buckets of the true ones; bucket rates only from classic buckets', async () => {
+      await expectLatencyQuantiles(kind);
+    });
+    it("splits the upstream leg's p99 into connecting, queueing and the upstream's own, which add up to it", async () => {
+      await expectUpstreamSplit(kind);
+    });
+    it('fires the burn-rate alerts, and every rule evaluates cleanly', async () => {
+      await expectAlertsAndHealth(kind);
+    });
   });
 });
