@@ -138,7 +138,7 @@ export function evaluateTargets(input: CheckInput): TargetCheck[] {
       'peak after the transfer − RSS before it',
     ),
     check(
-      `scrape, route budget full (${SCRAPE_ROUTES * SCRAPE_METHODS.length * SCRAPE_STATUSES.length} label sets)`,
+      `scrape, default route budget full (${SCRAPE_ROUTES} routes, ${SCRAPE_ROUTES * SCRAPE_METHODS.length * SCRAPE_STATUSES.length} label sets)`,
       scrape === undefined ? undefined : Math.max(scrape.textMedianMs, scrape.prometheusMedianMs),
       'ms',
       { at: 20, kind: '<' },

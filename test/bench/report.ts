@@ -155,7 +155,7 @@ export function renderReport(input: ReportInput): string {
   if (input.scrapes.length > 0) {
     parts.push(
       [
-        '### /metrics scrape with the route budget full',
+        '### /metrics scrape with the default route budget (--max-routes 100) full',
         '',
         table(
           ['target', 'fill', 'routes', 'label sets', 'text: median ms', 'p90 ms', 'KiB', 'Prometheus (OpenMetrics+gzip): median ms', 'p90 ms', 'wire KiB'],
