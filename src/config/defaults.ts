@@ -21,6 +21,7 @@ export const DEFAULTS = Object.freeze({
   idleTimeoutMs: 300_000,
   wsIdleTimeoutMs: 0,
   keepAliveTimeoutMs: 65_000,
+  requestHeaderTimeoutMs: 10_000,
   upstreamKeepAliveTimeoutMs: 4_000,
   upstreamMaxConnections: 256,
   upstreamProtocol: 'http1',

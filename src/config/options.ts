@@ -102,6 +102,12 @@ export const OPTIONS: { readonly [K in OptionKey]: OptionSpec<K> } = {
     description: 'close idle client keep-alive connections after this; keep it above your load balancer\'s idle timeout',
     parse: parseMillis,
   },
+  requestHeaderTimeoutMs: {
+    flag: '--request-header-timeout <ms>',
+    description:
+      'a request head must be in within this: from the accept for a connection\'s first request, from its first byte for a later one; 408 and close on expiry',
+    parse: parsePositiveMillis,
+  },
   upstreamKeepAliveTimeoutMs: {
     flag: '--upstream-keep-alive-timeout <ms>',
     description:

@@ -32,6 +32,11 @@ export interface Config {
   readonly wsIdleTimeoutMs: number;
   /** Idle client keep-alive connections are closed after this (above load balancers' 60 s). */
   readonly keepAliveTimeoutMs: number;
+  /**
+   * Slowloris: a request head must be in within this, from the accept for a connection's first
+   * request (HTTP/2: the preface and SETTINGS), from its first byte for a keep-alive connection's next.
+   */
+  readonly requestHeaderTimeoutMs: number;
   /** Idle upstream connections are closed after this unless the upstream's `Keep-Alive: timeout=` says sooner. */
   readonly upstreamKeepAliveTimeoutMs: number;
   /** Connections to the upstream at most; further requests wait for one (bounded by the response timeout). */

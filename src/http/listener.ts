@@ -6,9 +6,10 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
 import { type Http2Front, type Http2Limits, type Http2RequestListener, createHttp2Front } from './h2-server.js';
-import { splitProtocols } from './preface.js';
-import { type ClientLimits, closeServer, createHttpServer, headTimeoutMs } from './server.js';
+import { type HeadDeadline, type ProtocolSplit, splitProtocols } from './preface.js';
+import { type ClientLimits, HEAD_TIMED_OUT, closeServer, createHttpServer, refuseHead } from './server.js';
 import { isWebSocketUpgrade, replayWithoutUpgrade } from './upgrade.js';
 
 export interface ListenerHandlers {
@@ -16,6 +17,8 @@ export interface ListenerHandlers {
   /** WebSocket upgrades only: every other upgrade is answered as a plain request. */
   readonly onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   readonly onHttp2Request: Http2RequestListener;
+  /** Where refused and timed-out request heads are reported; without it they are not logged. */
+  readonly log?: Logger | undefined;
 }
 
 export interface Listener {
@@ -34,6 +37,15 @@ export interface ListenerLimits extends ClientLimits {
 
 function ignoreSocketError(): void {}
 
+/** A new connection's first head (HTTP/2: preface and SETTINGS) is timed from its accept, by the sniffer. */
+function headDeadline(timeoutMs: number, log: Logger | undefined): HeadDeadline {
+  return {
+    timeoutMs,
+    onHeadTimeout: (socket) => refuseHead(socket, HEAD_TIMED_OUT, log),
+    onQuietClose: (reason) => log?.debug({ reason, requestHeaderTimeoutMs: timeoutMs }, 'client stalled: closed without an answer'),
+  };
+}
+
 export function createListener(handlers: ListenerHandlers, limits: ListenerLimits): Listener {
   const http2 = createHttp2Front(handlers.onHttp2Request, {
     maxConcurrentStreams: limits.maxConcurrentStreams,
@@ -41,21 +53,26 @@ export function createListener(handlers: ListenerHandlers, limits: ListenerLimit
     maxHeaderListSize: limits.maxHeaderSize,
     idleTimeoutMs: limits.http2IdleTimeoutMs,
   });
-  // Node's HTTP/1.1 handling, known once the sniffer is in front of it (below).
-  const http1 = { handle: (socket: Socket): void => void socket.destroy() };
+  // `split` (Node's HTTP/1.1 handling behind the sniffer, and the first-head deadlines) is set below,
+  // before the server listens: these run only on its events.
+  const http1 = (socket: Socket): void => split.http1(socket);
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    split.headIn(req.socket);
+    handlers.onRequest(req, res);
+  };
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    split.headIn(req.socket);
     if (isWebSocketUpgrade(req)) {
       handlers.onUpgrade(req, socket, head);
       return;
     }
     // Node took its error listener off the socket: a reset while the replay waits must not throw.
     socket.on('error', ignoreSocketError);
-    replayWithoutUpgrade(req, socket, head, http1.handle);
+    replayWithoutUpgrade(req, socket, head, http1);
   };
-  const server = createHttpServer({ onRequest: handlers.onRequest, onUpgrade }, limits);
-  // A client that sends nothing is closed after the same time as a request head that never ends.
-  const split = splitProtocols(server, http2.server, headTimeoutMs(limits));
-  http1.handle = split.http1;
+  const { log } = handlers;
+  const server = createHttpServer({ onRequest, onUpgrade, log }, limits);
+  const split: ProtocolSplit = splitProtocols(server, http2.server, headDeadline(limits.requestHeaderTimeoutMs, log));
   return {
     server,
     http2,

@@ -2,6 +2,7 @@
  * The listeners of an app: the main port (forwarding and, without --metrics-port, the proxy's own
  * paths) and the admin port, each taking HTTP/1.1 and HTTP/2 (listener.ts), with their routers.
  */
+import type { Logger } from 'pino';
 import type { ProxyConfig } from '../config/config.js';
 import type { HttpForwarder } from '../proxy/forwarder.js';
 import type { WebSocketForwarder } from '../proxy/websocket/forwarder.js';
@@ -34,8 +35,17 @@ export interface Servers {
   readonly admin: Listener | undefined;
 }
 
-/** The main listener, and the admin one when --metrics-port is set; each takes HTTP/1.1 and HTTP/2. */
-export function createServers(config: ProxyConfig, forwarders: ServerForwarders, ownRoutes: Map<string, Handler>, isDraining: () => boolean): Servers {
+/**
+ * The main listener, and the admin one when --metrics-port is set; each takes HTTP/1.1 and HTTP/2.
+ * `log` gets the request heads refused before they reach a router (timed out, too large, malformed).
+ */
+export function createServers(
+  config: ProxyConfig,
+  forwarders: ServerForwarders,
+  ownRoutes: Map<string, Handler>,
+  isDraining: () => boolean,
+  log?: Logger,
+): Servers {
   const separateAdmin = config.metricsPort !== undefined;
   // With an admin port the main port still reserves the metrics path (404, never forwarded) but answers nothing itself.
   const routerDeps = {
@@ -51,6 +61,7 @@ export function createServers(config: ProxyConfig, forwarders: ServerForwarders,
   };
   const limits = {
     keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    requestHeaderTimeoutMs: config.requestHeaderTimeoutMs,
     idleTimeoutMs: config.idleTimeoutMs,
     maxHeaderSize: config.maxHeaderSize,
     maxConcurrentStreams: config.http2MaxConcurrentStreams,
@@ -61,6 +72,7 @@ export function createServers(config: ProxyConfig, forwarders: ServerForwarders,
       onRequest: createRequestListener(routerDeps),
       onUpgrade: createUpgradeListener(routerDeps),
       onHttp2Request: createHttp2RequestListener(routerDeps),
+      log,
     },
     { ...limits, idleSetByRouter: true },
   );
@@ -70,6 +82,7 @@ export function createServers(config: ProxyConfig, forwarders: ServerForwarders,
           onRequest: createAdminListener(ownRoutes, isDraining),
           onUpgrade: refuseUpgrade,
           onHttp2Request: createHttp2AdminListener(ownRoutes),
+          log,
         },
         limits,
       )
