@@ -81,10 +81,14 @@ export function refuseHead(socket: Duplex, refusal: HeadRefusal, log: Logger | u
   else log.debug({ status: refusal.status, code, answered }, 'request head refused');
 }
 
-/** Node's 'clientError': a head past the timeout, too large or malformed; a reset needs no answer. */
+/**
+ * Node's 'clientError': a head past the timeout, too large or malformed; a reset needs no answer. A
+ * connection already closed needs none either: the sniffer's deadline (preface.ts) may have cut it
+ * just before Node's check, still counting it as open, found the same head late.
+ */
 function onClientError(log: Logger | undefined): (err: NodeJS.ErrnoException, socket: Duplex) => void {
   return (err, socket) => {
-    if (err.code === 'ECONNRESET') {
+    if (err.code === 'ECONNRESET' || socket.destroyed) {
       socket.destroy();
       return;
     }
