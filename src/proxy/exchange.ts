@@ -109,10 +109,6 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     this.send(false);
   }
 
-  protected clientGone(): boolean {
-    return this.phase === 'finished';
-  }
-
   protected connected(): void {
     // With a body, the response clock starts once the upload is over; the idle timeout watches it meanwhile.
     if (this.request.body !== null) this.responseDue = Infinity;

@@ -10,6 +10,8 @@
  *   session under the peer's MAX_CONCURRENT_STREAMS; when there is none it
  *   waits in one FIFO queue, and a new session opens only when every session
  *   is full and none is still connecting or waiting for the peer's SETTINGS.
+ * - A call withdrawn while it waits (its client left, or a timeout answered)
+ *   stays in the queue as done, and is skipped: it never opens a stream.
  * - A session that got a GOAWAY takes no new streams (those in flight finish);
  *   the next call that finds no room opens a new one. Idle sessions hold no
  *   reference on the event loop and close after `idleTimeoutMs`.
@@ -103,6 +105,8 @@ class H2UpstreamPool implements UpstreamPool, SessionOwner {
   /** The call of each dedicated session that has not connected yet. */
   private readonly dedicatedCalls = new Map<H2Session, H2Call>();
   private readonly queue = new CallQueue();
+  /** The calls that went into the queue, by handler: a handler may withdraw its call while it is still there. */
+  private readonly queuedCalls = new WeakMap<UpstreamHandler, H2Call>();
   private closed = false;
   private allClosed: (() => void) | undefined = undefined;
   private readonly metrics: UpstreamConnectionMetrics;
@@ -119,7 +123,23 @@ class H2UpstreamPool implements UpstreamPool, SessionOwner {
   }
 
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): void {
-    this.submit(new H2Call(this, this.origin, request, handler));
+    const call = new H2Call(this, this.origin, request, handler);
+    this.submit(call);
+    if (call.phase === 'queued') this.queuedCalls.set(handler, call);
+  }
+
+  /**
+   * A call given up before it got a stream: done, without a word to its handler, which gave it up.
+   * The queue skips it, so it never opens a stream, nor a session. (Without this, its turn would come,
+   * and it would decline the slot in onConnect: no stream either, but a session may have opened for it.)
+   */
+  withdraw(handler: UpstreamHandler): boolean {
+    const call = this.queuedCalls.get(handler);
+    if (call === undefined) return false;
+    this.queuedCalls.delete(handler);
+    if (call.phase !== 'queued') return false;
+    call.phase = 'done';
+    return true;
   }
 
   dispatchFresh(request: UpstreamRequest, handler: UpstreamHandler): void {

@@ -49,8 +49,6 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
     this.retryable = isRetryable(request.method, request.body !== null);
   }
 
-  /** The client has left: a connection that comes now is given back at once. */
-  protected abstract clientGone(): boolean;
   /** The request has its connection and is being written. */
   protected abstract connected(): void;
 
@@ -99,25 +97,35 @@ export abstract class UpstreamCall<C extends UpstreamCallContext> extends Upstre
     else this.pool.dispatch(this.request, this);
   }
 
-  /** Ends the upstream request with `err`; still waiting for a connection, it fails now (undici's onConnect aborts it later). */
+  /** Ends the upstream request with `err`; still waiting for a connection, it fails now and is never sent. */
   protected abortWith(err: Error): void {
-    if (this.abortUpstream === undefined) this.upstreamFailed(err);
-    else this.abortUpstream(err);
+    if (this.abortUpstream !== undefined) {
+      this.abortUpstream(err);
+      return;
+    }
+    if (this.upstreamPhase === 'waiting') this.pool.withdraw(this);
+    this.upstreamFailed(err);
   }
 
-  /** Drops the upstream request, once it has a connection (before, `clientGone` or `upstreamDone` drops it then). */
+  /** Drops the upstream request: aborted on its connection, or, still waiting for one, never sent. */
   protected drop(): void {
-    this.abortUpstream?.();
+    if (this.abortUpstream !== undefined) {
+      this.abortUpstream();
+    } else if (this.upstreamPhase === 'waiting') {
+      // Over now (the gauge and the time in queue say so at once); the pool forgets it, or it declines its connection.
+      this.moveUpstream('done', 'cancelled');
+      this.pool.withdraw(this);
+    }
+  }
+
+  /** Given up while it waited (the client left, or a timeout answered): over already, it takes no connection. */
+  protected override declinesConnection(): boolean {
+    return this.upstreamPhase !== 'waiting';
   }
 
   protected override upstreamAssigned(abort: Abort): void {
-    if (this.upstreamPhase === 'waiting') this.moveUpstream('connected');
+    this.moveUpstream('connected');
     this.abortUpstream = abort;
-    if (this.upstreamDone || this.clientGone()) {
-      // The client left, or a timeout answered, while the request waited for a connection.
-      abort();
-      return;
-    }
     this.reusedConnection = !this.pool.opening;
     this.connected();
   }

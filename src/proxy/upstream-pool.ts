@@ -5,7 +5,7 @@
  * onResponseStart, …) should touch this file only.
  *
  * - One `Pool` per upstream origin, at most `maxConnections` connections,
- *   pipelining 1. Requests beyond the bound wait in the pool's queue.
+ *   pipelining 1.
  * - undici's own header and body timers are off: the exchange sweep owns the
  *   response and idle timeouts, so it can blame the side that went quiet.
  * - The connector pins TLS SNI and certificate checks to the upstream's own
@@ -17,6 +17,12 @@
  *   handler's `onConnect` reads it to learn whether its connection is fresh.
  * - The connector also times each new connection and counts it open until its
  *   socket closes (upstream-connections.ts).
+ * - A request goes to undici only when one of the `maxConnections` is free for
+ *   it; the others wait in a queue of ours (upstream-queue.ts), which a request
+ *   given up leaves at once. One undici already has, given up before its
+ *   connection came, is declined when it comes: `onConnect` throws, and undici
+ *   drops the request unwritten and keeps the connection (calling its `abort`
+ *   there would destroy the connection).
  */
 import type { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
@@ -33,6 +39,7 @@ import undiciUtil from 'undici/lib/core/util.js';
 import { UpstreamTimeoutError } from '../errors.js';
 import type { UpstreamConnectionMetrics, UpstreamProtocol } from '../metrics/recorder.js';
 import { Http1Connections, NO_CONNECTION_METRICS } from './upstream-connections.js';
+import { ConnectionSlots, type QueueLinks, type SlotOwner } from './upstream-queue.js';
 
 export type Abort = (err?: Error) => void;
 
@@ -62,6 +69,12 @@ export interface UpstreamPoolOptions {
 export interface UpstreamPool {
   /** Sends through the pool; when every connection is busy, the request waits for one. */
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): void;
+  /**
+   * The handler gave its request up while it waited (its client left, or a timeout answered): out of
+   * the queue if it is still there (true: it is never sent and its handler hears nothing more).
+   * Already handed on (false), it declines the connection it is given (`onConnect`), or fails.
+   */
+  withdraw(handler: UpstreamHandler): boolean;
   /** Sends on a connection opened for this request alone, closed after it (a retry). */
   dispatchFresh(request: UpstreamRequest, handler: UpstreamHandler): void;
   /** True inside `onConnect` when the connection was opened for this request. */
@@ -83,7 +96,12 @@ export interface UpstreamPool {
  * An exchange as undici sees it: the legacy callbacks of undici 7's HTTP/1 client (no
  * per-request adapter, headers as raw Buffer arrays), renamed onto methods of ours.
  */
-export abstract class UpstreamHandler {
+export abstract class UpstreamHandler implements QueueLinks {
+  waitingRequest: UpstreamRequest | undefined = undefined;
+  waitingPrev: UpstreamHandler | undefined = undefined;
+  waitingNext: UpstreamHandler | undefined = undefined;
+  slotOwner: SlotOwner | undefined = undefined;
+
   /** The request got a connection and is about to be written; `abort` cancels it from now on. */
   protected abstract upstreamAssigned(abort: Abort): void;
   protected abstract upstreamBodySent(bytes: number): void;
@@ -97,7 +115,17 @@ export abstract class UpstreamHandler {
   protected abstract upstreamComplete(rawTrailers: Buffer[] | null): void;
   protected abstract upstreamFailed(err: Error): void;
 
+  /**
+   * True when the request was given up while it waited for its connection: it is declined when the
+   * connection comes, dropped unwritten, and the connection is left as it is.
+   */
+  protected declinesConnection(): boolean {
+    return false;
+  }
+
   onConnect(abort: Abort): void {
+    // undici catches what onConnect throws and drops the request unwritten (writeH1); its `abort` would destroy the connection.
+    if (this.declinesConnection()) throw DECLINED;
     this.upstreamAssigned(abort);
   }
 
@@ -122,13 +150,32 @@ export abstract class UpstreamHandler {
   }
 
   onComplete(rawTrailers: Buffer[] | null): void {
-    this.upstreamComplete(rawTrailers);
+    try {
+      this.upstreamComplete(rawTrailers);
+    } finally {
+      this.freeSlot();
+    }
   }
 
   onError(err: Error): void {
-    this.upstreamFailed(err);
+    try {
+      this.upstreamFailed(err);
+    } finally {
+      this.freeSlot();
+    }
+  }
+
+  /** undici is done with the request: its connection may take the next one waiting. */
+  private freeSlot(): void {
+    const owner = this.slotOwner;
+    if (owner === undefined) return;
+    this.slotOwner = undefined;
+    owner.release();
   }
 }
+
+/** What a declined request fails with; its handler has given it up and ignores it. */
+const DECLINED = new Error('the request was given up before it got a connection');
 
 /** The lower-case name of a raw header (interned for well-known names: no allocation). */
 export function headerName(raw: Buffer): string {
@@ -144,16 +191,10 @@ function expireConnect(socket: Socket, ms: number): void {
 
 type Connector = buildConnector.connector;
 
-export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
-  const { upstream, connectTimeoutMs } = options;
-  const hostname = upstream.hostname.replace(/^\[|\]$/g, '');
-  // No SNI for an IP address (RFC 6066); the certificate is then checked against the IP.
-  const sni = isIP(hostname) === 0 ? hostname : undefined;
+/** undici's connector, with the rules above: pinned SNI, a precise connect timer, connection metrics, `opening`. */
+function createConnector(sni: string | undefined, connectTimeoutMs: number, connections: Http1Connections, state: { opening: boolean }): Connector {
   const base = buildConnector({ timeout: 0, ...(sni === undefined ? {} : { servername: sni }) });
-  const connections = new Http1Connections(options.metrics ?? NO_CONNECTION_METRICS);
-  let opening = false;
-
-  const connect: Connector = (connectOptions, callback) => {
+  return (connectOptions, callback) => {
     let timer: NodeJS.Timeout | undefined;
     const startedAt = performance.now();
     // buildConnector returns the socket it opens (its .d.ts says void): the timer needs it.
@@ -162,19 +203,27 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       (...args) => {
         clearTimeout(timer);
         connections.connectEnded(startedAt, args[0], args[1]);
-        opening = args[0] === null;
+        state.opening = args[0] === null;
         try {
           callback(...args);
         } finally {
-          opening = false;
+          state.opening = false;
         }
       },
     );
     if (connectTimeoutMs > 0) timer = setTimeout(expireConnect, connectTimeoutMs, socket, connectTimeoutMs);
   };
+}
 
+export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
+  const { upstream } = options;
+  const hostname = upstream.hostname.replace(/^\[|\]$/g, '');
+  // No SNI for an IP address (RFC 6066); the certificate is then checked against the IP.
+  const sni = isIP(hostname) === 0 ? hostname : undefined;
+  const connections = new Http1Connections(options.metrics ?? NO_CONNECTION_METRICS);
+  const state = { opening: false };
   const clientOptions = {
-    connect,
+    connect: createConnector(sni, options.connectTimeoutMs, connections, state),
     pipelining: 1,
     keepAliveTimeout: options.keepAliveTimeoutMs,
     keepAliveTimeoutThreshold: KEEP_ALIVE_HINT_MARGIN_MS,
@@ -191,10 +240,13 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
   // Any upstream name works as `servername`, as long as it is the same for every request.
   const servername = sni ?? hostname;
 
+  const slots = new ConnectionSlots(options.maxConnections, (request, handler) => {
+    pool.dispatch(request as unknown as Dispatcher.DispatchOptions, handler as unknown as Dispatcher.DispatchHandler);
+  });
+
   return {
-    dispatch(request, handler) {
-      pool.dispatch(request as unknown as Dispatcher.DispatchOptions, handler as unknown as Dispatcher.DispatchHandler);
-    },
+    dispatch: (request, handler) => slots.dispatch(request, handler),
+    withdraw: (handler) => slots.withdraw(handler),
     dispatchFresh(request, handler) {
       const client = newClient(upstream.origin);
       client.dispatch(request as unknown as Dispatcher.DispatchOptions, handler as unknown as Dispatcher.DispatchHandler);
@@ -202,12 +254,16 @@ export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       void client.close().catch(() => {});
     },
     get opening() {
-      return opening;
+      return state.opening;
     },
     servername,
     protocolVersion: '1.1',
     connectionTaken: () => connections.taken(),
     connectionFreed: () => connections.freed(),
-    close: () => pool.destroy(),
+    close() {
+      const closed = pool.destroy();
+      slots.close();
+      return closed;
+    },
   };
 }
