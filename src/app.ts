@@ -202,7 +202,7 @@ export function buildApp(config: ProxyConfig, deps: AppDeps = {}): App {
   const forwarders = createForwarders(config, metrics, logger, isDraining);
   const openWebSockets = forwarders.websocket.openSessions;
   const ownRoutes = createOwnRoutes(config, { registry, metrics, logger, health, openWebSockets, render: deps.render });
-  const servers = createServers(config, forwarders, ownRoutes, isDraining);
+  const servers = createServers(config, forwarders, ownRoutes, isDraining, logger);
   const server = servers.main.server;
   const adminServer = servers.admin?.server;
 

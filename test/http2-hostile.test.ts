@@ -55,12 +55,12 @@ describe('connections that never finish the preface', () => {
     ['sent the preface but no SETTINGS', PREFACE],
   ])('closes a connection that %s and stopped, within the head timeout', async (_what, greeting) => {
     const upstream = await upstreamWith();
-    const proxy = await proxyTo(upstream.url, { keepAliveTimeoutMs: 300, http2IdleTimeoutMs: 300 });
+    const proxy = await proxyTo(upstream.url, { requestHeaderTimeoutMs: 300, http2IdleTimeoutMs: 300 });
     const started = Date.now();
     const client = await rawH2Client(proxy.port, greeting);
     const outcome = await within(client.closed.then(() => 'closed'), 10_000, 'still open');
     expect(outcome).toBe('closed');
-    // keepAliveTimeoutMs + 1 s for a head, checked on a timer of its own: well under 10 s.
+    // --request-header-timeout (300 ms) covers the preface and the first SETTINGS: well under 10 s.
     expect(Date.now() - started).toBeLessThan(9_000);
     expect(upstream.seen).toHaveLength(0);
     await expectServing(proxy);
