@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Http2ServerResponse, type Http2ServerRequest, type ServerHttp2Stream, constants } from 'node:http2';
+import { earlyHints } from './headers.js';
 import { relayTrailers, relayTrailersHttp2, writeResponseHead, writeResponseHeadHttp2 } from './response-relay.js';
 
 export type ClientRequest = IncomingMessage | Http2ServerRequest;
@@ -84,6 +85,23 @@ export interface RelayedHead {
 export function writeHead(res: ClientResponse, req: ClientRequest, head: RelayedHead): void {
   if (isHttp2(res)) writeResponseHeadHttp2(res, head.status, head.raw, head.trailersOnly);
   else writeResponseHead(res, req as IncomingMessage, head.status, head.raw, head.statusText, head.draining);
+}
+
+/**
+ * Relays an upstream's 103 Early Hints before the final response: Node writes it as a 103 to an
+ * HTTP/1.1 client and as an interim HEADERS frame to an HTTP/2 one. None to an HTTP/1.0 client,
+ * which knows no 1xx (RFC 9110 §15.2). A 103 Node refuses (a Link value outside the format it
+ * checks) is dropped: it was only a hint.
+ */
+export function writeEarlyHints(res: ClientResponse, req: ClientRequest, raw: readonly Buffer[]): void {
+  if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) return;
+  const hints = earlyHints(raw);
+  if (hints === undefined) return;
+  try {
+    res.writeEarlyHints(hints);
+  } catch {
+    // ERR_INVALID_ARG_VALUE: nothing was written.
+  }
 }
 
 /**

@@ -124,8 +124,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
   }
 
   protected override upstreamHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
-    // 1xx: informational, not relayed (Node's server cannot, and did not before).
-    if (status >= 100 && status < 200) return true;
+    if (status >= 100 && status < 200) return this.interim(status, raw);
     if (status < 100 || status > 599) return this.refuse(new Error(`invalid upstream status ${status}`));
     this.upstreamStatus = status;
     // A gRPC head that carries grpc-status is a trailers-only response, relayed as one (one HEADERS frame).
@@ -142,6 +141,19 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       this.countError();
       this.errorType = String(status);
     }
+    return true;
+  }
+
+  /**
+   * An interim response, before the final one. A 103 Early Hints goes on to the client (Node writes
+   * it with `writeEarlyHints`, on both protocols). A 101 outside an upgrade is an answer to a request
+   * the proxy never made. The rest are dropped: a 100 answers an `Expect` that Node's server has
+   * already answered the client (the header is not forwarded), and Node can write no other 1xx but
+   * 102 Processing, obsolete since RFC 4918 (WebDAV) dropped it.
+   */
+  private interim(status: number, raw: Buffer[]): boolean {
+    if (status === 101) return this.refuse(new Error('101 Switching Protocols to a request that asked for no upgrade'));
+    if (status === 103) clientSide.writeEarlyHints(this.res, this.req, raw);
     return true;
   }
 

@@ -2,7 +2,7 @@
  * Header rules of a transparent reverse proxy (RFC 9110 §7.6.1): hop-by-hop
  * headers stop here, and X-Forwarded-* tell the upstream who really called.
  */
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { type IncomingHttpHeaders, type IncomingMessage, validateHeaderName, validateHeaderValue } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 import { headerName } from './upstream-pool.js';
 
@@ -149,6 +149,50 @@ export function relayedResponseHeaders(raw: readonly Buffer[], framing: Response
   if (trailer !== undefined && chunked && framing.trailersPossible) out.push('trailer', trailer);
   const listed = listedNames(connection);
   return listed === undefined ? out : out.filter((_v, i, all) => !listed.has(all[i - (i % 2)] as string));
+}
+
+/** An interim response has no body: no framing fields, no trailers (and no connection-specific field, for HTTP/2). */
+const INTERIM_FRAMING: ResponseFraming = { http10: false, http2: true, trailersPossible: false };
+
+/**
+ * The fields of an upstream's 103 Early Hints (RFC 8297) as `res.writeEarlyHints` takes them, or
+ * undefined without a `Link` (Node writes no 103 without one). The rules of a final response apply
+ * (hop-by-hop fields and the names `Connection` lists stay here), and `Content-Length` goes too;
+ * names lower-case, a repeated field joined with ", ", a field Node would refuse left out. `link` is
+ * a list of single link-values: Node checks each against its format, and a field holding several
+ * (`<a>; rel=preload, <b>; rel=preload`) would fail the check as a whole.
+ */
+export function earlyHints(raw: readonly Buffer[]): Record<string, string | string[]> | undefined {
+  const fields = relayedResponseHeaders(raw, INTERIM_FRAMING);
+  const hints = Object.create(null) as Record<string, string | string[]>;
+  const links: string[] = [];
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i] as string;
+    const value = fields[i + 1] as string;
+    if (name === 'content-length' || !validField(name, value)) continue;
+    if (name === 'link') {
+      for (const link of value.split(LINK_SEPARATOR)) if (link.trim() !== '') links.push(link.trim());
+    } else {
+      const had = hints[name];
+      hints[name] = had === undefined ? value : `${had as string}, ${value}`;
+    }
+  }
+  if (links.length === 0) return undefined;
+  hints.link = links;
+  return hints;
+}
+
+/** Between two link-values: a comma before the next `<` (one inside a URI reference would be percent-encoded). */
+const LINK_SEPARATOR = /,\s*(?=<)/;
+
+function validField(name: string, value: string): boolean {
+  try {
+    validateHeaderName(name);
+    validateHeaderValue(name, value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Trailer fields as `res.addTrailers` takes them, without hop-by-hop or framing names. */
