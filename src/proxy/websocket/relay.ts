@@ -51,9 +51,10 @@ export class Relay {
     if (!this.to.write(chunk)) this.from.pause();
   }
 
+  /** With backpressure as in `relay`: the rest of a large frame must not pile up for a peer that stopped reading. */
   private relayUntilFrameEnd(chunk: Buffer): void {
     const used = this.inspector.push(chunk, true);
-    if (used > 0) this.to.write(used === chunk.length ? chunk : chunk.subarray(0, used));
+    if (used > 0 && !this.to.write(used === chunk.length ? chunk : chunk.subarray(0, used))) this.from.pause();
     if (this.inspector.atFrameBoundary || this.inspector.broken) this.stop();
   }
 
