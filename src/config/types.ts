@@ -37,7 +37,11 @@ export interface Config {
    * request (HTTP/2: the preface and SETTINGS), from its first byte for a keep-alive connection's next.
    */
   readonly requestHeaderTimeoutMs: number;
-  /** Idle upstream connections are closed after this unless the upstream's `Keep-Alive: timeout=` says sooner. */
+  /**
+   * Idle upstream connections are closed after this when the upstream's response carries no
+   * `Keep-Alive: timeout=` hint. With one, the hint decides, shorter or longer: 1 s before it, at
+   * most 600 s (undici's keepAliveMaxTimeout); a hint of 1 s or less closes the connection after that response.
+   */
   readonly upstreamKeepAliveTimeoutMs: number;
   /** Connections to the upstream at most; further requests wait for one (bounded by the response timeout). */
   readonly upstreamMaxConnections: number;

@@ -55,7 +55,7 @@ export function createHttpForwarder(deps: HttpForwarderDeps): HttpForwarder {
   };
 }
 
-/** `http://h/base/` → `/base`: what http-proxy joined in front of every path. */
+/** `http://h/base/` → `/base`: the upstream URL's path, put in front of every forwarded path (`/base` + `/api/x`). */
 export function upstreamBasePath(upstream: URL): string {
   return upstream.pathname.replace(/\/+$/, '');
 }
