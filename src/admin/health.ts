@@ -9,6 +9,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connectHost, serverNameOf } from '../proxy/url-parts.js';
 import { errorBody, sendJson } from '../respond.js';
 
 export const HEALTH_PATH = '/healthz';
@@ -41,11 +42,11 @@ function upstreamPort(upstream: URL): number {
 
 function checkConnect(upstream: URL, timeoutMs: number): Promise<CheckResult> {
   return new Promise((resolve) => {
-    const host = upstream.hostname.replace(/^\[|\]$/g, '');
+    const host = connectHost(upstream);
     const options = { host, port: upstreamPort(upstream), timeout: timeoutMs };
     const socket =
       upstream.protocol === 'https:'
-        ? tlsConnect({ ...options, servername: host }, () => done({ ok: true }))
+        ? tlsConnect({ ...options, servername: serverNameOf(host) }, () => done({ ok: true }))
         : connect(options, () => done({ ok: true }));
     function done(result: CheckResult): void {
       socket.destroy();

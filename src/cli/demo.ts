@@ -4,6 +4,7 @@
  */
 import { type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { pathOf } from '../proxy/url-parts.js';
 import { errorBody, sendJson } from '../respond.js';
 
 export interface DemoUpstream {
@@ -13,7 +14,7 @@ export interface DemoUpstream {
 
 export function createDemoServer(): Server {
   return createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = pathOf(req.url);
     if (path === '/api/ping' && (req.method === 'GET' || req.method === 'HEAD')) {
       sendJson(res, 200, { message: 'hello world' });
     } else if (path === '/api/fail') {

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { PathClassifier, PathDecision } from './paths.js';
 import type { HttpForwarder } from '../proxy/forwarder.js';
 import { isGrpc } from '../proxy/grpc.js';
+import { pathOf } from '../proxy/url-parts.js';
 import { type Handler, errorBody, sendJson } from '../respond.js';
 
 export interface Http2RouterDeps {
@@ -76,9 +77,7 @@ export function createHttp2RequestListener({ classify, http, ownRoutes }: Http2R
 /** The admin listener over HTTP/2: only the proxy's own paths. */
 export function createHttp2AdminListener(ownRoutes: ReadonlyMap<string, Handler>) {
   return function onHttp2AdminRequest(req: Http2ServerRequest, res: Http2ServerResponse): void {
-    const url = req.url;
-    const queryAt = url.indexOf('?');
-    const handler = ownRoutes.get(queryAt === -1 ? url : url.slice(0, queryAt));
+    const handler = ownRoutes.get(pathOf(req.url));
     if (handler !== undefined) handler(...asHttp1(req, res));
     else sendJson(res, 404, errorBody('not found'));
   };

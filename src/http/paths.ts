@@ -6,6 +6,7 @@
  * outside the prefix. Ordinary paths take a fast path with no URL parsing.
  */
 import { prefixMatcher } from '../metrics/api-prefix.js';
+import { pathOf } from '../proxy/url-parts.js';
 
 export type PathDecision =
   | { readonly kind: 'own'; readonly path: string }
@@ -40,9 +41,8 @@ export function createPathClassifier(apiPrefix: string, ownPaths: Iterable<strin
       if (absolute === undefined) return BAD_TARGET;
       target = absolute;
     }
-    const queryAt = target.indexOf('?');
-    const rawPath = queryAt === -1 ? target : target.slice(0, queryAt);
-    const query = queryAt === -1 ? '' : target.slice(queryAt);
+    const rawPath = pathOf(target);
+    const query = target.slice(rawPath.length);
 
     let path = rawPath;
     if (SUSPICIOUS.test(rawPath)) {

@@ -12,6 +12,7 @@ import type { HttpForwarder } from '../proxy/forwarder.js';
 import { type Refusal, checkRequest, isPoisoned, poison } from './request-checks.js';
 import { type Handler, errorBody, sendJson, sendJsonOnSocket } from '../respond.js';
 import type { WebSocketForwarder } from '../proxy/websocket/forwarder.js';
+import { pathOf } from '../proxy/url-parts.js';
 
 export type { Handler } from '../respond.js';
 
@@ -117,10 +118,7 @@ export function createUpgradeListener({ classify, websocket }: RouterDeps) {
 export function createAdminListener(ownRoutes: ReadonlyMap<string, Handler>, isDraining: () => boolean) {
   return function onAdminRequest(req: IncomingMessage, res: ServerResponse): void {
     if (!admit(req, res, isDraining)) return;
-    const url = req.url ?? '';
-    const queryAt = url.indexOf('?');
-    const path = queryAt === -1 ? url : url.slice(0, queryAt);
-    (ownRoutes.get(path) ?? notFound)(req, res);
+    (ownRoutes.get(pathOf(req.url)) ?? notFound)(req, res);
   };
 }
 

@@ -55,8 +55,5 @@ export function idleBlame(upstreamDone: boolean, req: IncomingMessage, res: Serv
   return !req.complete && req.readableFlowing !== false ? 'client' : 'upstream';
 }
 
-export function pathOf(url: string | undefined): string {
-  const path = url ?? '/';
-  const queryAt = path.indexOf('?');
-  return queryAt === -1 ? path : path.slice(0, queryAt);
-}
+// For exchange.ts, until it imports url-parts.js itself.
+export { pathOf } from './url-parts.js';

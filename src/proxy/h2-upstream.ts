@@ -20,13 +20,13 @@
  * - Each session's connect time goes to the metrics, and the sessions open are
  *   counted active (streams in flight) or idle.
  */
-import { isIP } from 'node:net';
 import { InvalidValueError } from '../errors.js';
 import type { UpstreamConnectionMetrics } from '../metrics/recorder.js';
 import { H2Call } from './h2-call.js';
 import { connectionLostError } from './h2-errors.js';
 import type { H2Origin } from './h2-headers.js';
 import { type ConnectionState, H2Session, type H2Target, type SessionOwner } from './h2-sessions.js';
+import { connectHost, serverNameOf } from './url-parts.js';
 import { NO_CONNECTION_METRICS } from './upstream-connections.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { UpstreamHandler, UpstreamPool, UpstreamRequest } from './upstream-pool.js';
@@ -294,10 +294,10 @@ export function createH2UpstreamPool(options: H2UpstreamPoolOptions): UpstreamPo
   checkCount('idleTimeoutMs', options.idleTimeoutMs, 0);
   checkCount('connectTimeoutMs', options.connectTimeoutMs, 0);
   const tls = upstream.protocol === 'https:';
-  const host = upstream.hostname.replace(/^\[|\]$/g, '');
+  const host = connectHost(upstream);
   const port = upstream.port === '' ? (tls ? 443 : 80) : Number(upstream.port);
-  // No SNI for an IP address (RFC 6066); the certificate is then checked against the IP.
-  const sni = isIP(host) === 0 ? host : undefined;
+  // No SNI for an IP address: the certificate is then checked against the IP.
+  const sni = serverNameOf(host);
   const target: H2Target = {
     origin: `${upstream.protocol}//${upstream.host}`,
     host,

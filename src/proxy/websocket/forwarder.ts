@@ -17,6 +17,7 @@ import { prepareWebSocketHeaders } from '../headers.js';
 import { createHandshakeProxy } from './handshake-proxy.js';
 import { type HandshakeGuard, type HandshakeTimeouts, createHandshakeGuard } from './handshake-timeouts.js';
 import { type SessionDeps, type UpgradeRequest, WebSocketSession } from './session.js';
+import { pathOf } from '../url-parts.js';
 import { SessionTable } from './session-table.js';
 
 export interface WebSocketForwarderOptions {
@@ -43,10 +44,9 @@ export interface WebSocketForwarder {
 
 function upgradeRequest(req: IncomingMessage, url: string, startedAt: number): UpgradeRequest {
   const { 'sec-websocket-key': key, traceparent } = req.headers;
-  const queryAt = url.indexOf('?');
   return {
     method: req.method,
-    path: queryAt === -1 ? url : url.slice(0, queryAt),
+    path: pathOf(url),
     key: typeof key === 'string' ? key : undefined,
     traceparent: typeof traceparent === 'string' ? traceparent : undefined,
     startedAt,

@@ -6,8 +6,8 @@
  */
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { isIP } from 'node:net';
 import { type ProxyServer, createProxyServer } from 'http-proxy-3';
+import { connectHost, serverNameOf } from '../url-parts.js';
 
 export interface HandshakeProxy {
   readonly proxy: ProxyServer;
@@ -20,9 +20,9 @@ const IDLE_SOCKET_MS = 4_000;
 function createAgent(upstream: URL): HttpAgent {
   const options = { keepAlive: true, maxFreeSockets: 256, scheduling: 'lifo' as const, timeout: IDLE_SOCKET_MS };
   if (upstream.protocol !== 'https:') return new HttpAgent(options);
-  // SNI and certificate checks use the upstream's name, not the Host header the client sent.
-  const hostname = upstream.hostname.replace(/^\[|\]$/g, '');
-  return new HttpsAgent({ ...options, servername: isIP(hostname) === 0 ? hostname : '' });
+  // SNI and certificate checks use the upstream's name, not the Host header the client sent: for an IP
+  // address '' (no SNI), as undefined would let the agent take the name from each request's Host.
+  return new HttpsAgent({ ...options, servername: serverNameOf(connectHost(upstream)) ?? '' });
 }
 
 export function createHandshakeProxy(upstream: URL): HandshakeProxy {
