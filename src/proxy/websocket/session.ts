@@ -19,6 +19,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { MetricsRecorder } from '../../metrics/recorder.js';
 import { errorBody, sendJsonOnSocket } from '../../respond.js';
+import { CLIENT_CLOSED_REQUEST } from '../exchange-rules.js';
 import { type UpstreamFailure, classifyUpstreamError } from '../upstream-errors.js';
 import { GOING_AWAY, closeFrame, expectedAccept } from './frames.js';
 import { createFrameInspector } from './inspector.js';
@@ -41,8 +42,6 @@ export interface SessionDeps {
 
 type Phase = 'handshake' | 'open' | 'ending' | 'ended';
 
-/** What nginx, Traefik and Caddy record for a request whose client went away first. */
-const CLIENT_CLOSED_REQUEST = 499;
 /** Client bytes buffered before the upstream's 101 (clients should send none); beyond this, reading pauses. */
 const MAX_EARLY_BYTES = 64 * 1024;
 const PROTOCOL_FAILURE = classifyUpstreamError({ code: 'HPE_INVALID_STATUS' });
