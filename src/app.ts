@@ -28,6 +28,7 @@ import { type ListeningAddress, createServers, listenAll, routesPath } from './h
 import { type WebSocketForwarder, createWebSocketForwarder } from './proxy/websocket/forwarder.js';
 import type { HttpForwarder } from './proxy/forwarder.js';
 import type { Health } from './admin/health.js';
+import { errorBody, sendJson } from './respond.js';
 
 export interface AppDeps {
   readonly logger?: Logger;
@@ -59,17 +60,15 @@ export interface App {
 
 const DEFAULT_CLOSE_GRACE_MS = 10_000;
 
+const BEARER_CHALLENGE = { 'www-authenticate': 'Bearer realm="metrics"' };
+
 function requireToken(check: (req: Parameters<Handler>[0]) => boolean, handler: Handler): Handler {
   return (req, res) => {
     if (check(req)) {
       handler(req, res);
       return;
     }
-    res.writeHead(401, {
-      'www-authenticate': 'Bearer realm="metrics"',
-      'content-type': 'application/json; charset=utf-8',
-    });
-    res.end(JSON.stringify({ ok: false, msg: 'missing or wrong bearer token' }));
+    sendJson(res, 401, errorBody('missing or wrong bearer token'), BEARER_CHALLENGE);
   };
 }
 
