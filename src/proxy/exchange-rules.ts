@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UpstreamTimeoutError } from '../errors.js';
 import { type UpstreamFailure, classifyUpstreamError, upstreamFailure } from './upstream-errors.js';
+import { UNDICI_SOCKET_ERROR } from './undici-errors.js';
 
 export const PROTOCOL_FAILURE: UpstreamFailure = upstreamFailure('protocol');
 export const RESET_FAILURE: UpstreamFailure = upstreamFailure('reset');
@@ -16,7 +17,7 @@ export const CLIENT_CLOSED_REQUEST = 499;
 /** RFC 9110 §9.2.2: idempotent, so safe to send twice when they carry no body. Never POST or PATCH. */
 const RETRYABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** The connection broke under the request (as opposed to an answer that could not be read). */
-const CONNECTION_LOST = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+const CONNECTION_LOST = new Set([UNDICI_SOCKET_ERROR, 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
 /**
  * What an upstream failure counts as: its error's kind, except the upstream falling silent past the

@@ -3,6 +3,7 @@
  * gets. Pure, so every case is a row in a table-driven test.
  */
 import type { UpstreamFailureKind } from '../errors.js';
+import { UNDICI_FAILURE_KINDS, isUndiciProtocolError } from './undici-errors.js';
 
 // The kinds live in errors.ts, below the metrics layer that labels them; re-exported for this layer's callers.
 export type { UpstreamFailureKind } from '../errors.js';
@@ -52,17 +53,8 @@ const BY_CODE: Readonly<Record<string, UpstreamFailureKind>> = {
   UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'tls',
   CERT_HAS_EXPIRED: 'tls',
   ERR_TLS_CERT_ALTNAME_INVALID: 'tls',
-  // undici (the HTTP engine): a connection that broke, timers, and answers it refused to parse
-  UND_ERR_SOCKET: 'reset',
-  // undici reports a parse error as this whenever the response has a Content-Length (a body cut short
-  // after the head never reaches this table: the client connection is broken instead).
-  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'protocol',
-  UND_ERR_CONNECT_TIMEOUT: 'connect_timeout',
-  UND_ERR_HEADERS_TIMEOUT: 'response_timeout',
-  // undici's body timer runs between body chunks, after the head (it is off: the exchange sweep owns the timeouts).
-  UND_ERR_BODY_TIMEOUT: 'idle_timeout',
-  UND_ERR_HEADERS_OVERFLOW: 'protocol',
-  UND_ERR_RESPONSE_EXCEEDED_MAX_SIZE: 'protocol',
+  // undici (the HTTP/1.1 leg): its codes are undici-errors.ts's business
+  ...UNDICI_FAILURE_KINDS,
   // node:http2 (the HTTP/2 leg, h2-upstream.ts). A stream the upstream reset (RST_STREAM, any code), a
   // GOAWAY with an error code, a session that closed or was refused: the connection or stream broke.
   ERR_HTTP2_STREAM_ERROR: 'reset',
@@ -76,9 +68,6 @@ const BY_CODE: Readonly<Record<string, UpstreamFailureKind>> = {
   ERR_HTTP2_TOO_MANY_INVALID_FRAMES: 'protocol',
 };
 
-/** undici's SocketError for an answer no request asked for: a 101 without an upgrade, a 100 in place of a response. */
-const UNDICI_PROTOCOL_MESSAGES = new Set(['bad upgrade', 'bad response']);
-
 /** The failure of a kind, as the table has it. */
 export function upstreamFailure(kind: UpstreamFailureKind): UpstreamFailure {
   return FAILURES[kind];
@@ -86,11 +75,7 @@ export function upstreamFailure(kind: UpstreamFailureKind): UpstreamFailure {
 
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
   const code = typeof err === 'object' && err !== null && 'code' in err ? String(err.code) : '';
-  if (err instanceof Error) {
-    if (code === 'UND_ERR_SOCKET' && UNDICI_PROTOCOL_MESSAGES.has(err.message)) return FAILURES.protocol;
-    // undici 7's llhttp errors carry no code (it looks the name up the wrong way round): their class tells.
-    if (err.name === 'HTTPParserError') return FAILURES.protocol;
-  }
+  if (err instanceof Error && isUndiciProtocolError(err, code)) return FAILURES.protocol;
   const known = BY_CODE[code];
   if (known !== undefined) return FAILURES[known];
   if (code.startsWith('HPE_')) return FAILURES.protocol;
