@@ -57,4 +57,3 @@ export function idleBlame(upstreamDone: boolean, req: IncomingMessage, res: Serv
 }
 
 // For exchange.ts, until it imports url-parts.js itself.
-export { pathOf } from './url-parts.js';

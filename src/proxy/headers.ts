@@ -122,7 +122,7 @@ export interface ResponseFraming {
 
 /**
  * The headers of an upstream response, as the flat [name, value, …] list `res.writeHead` takes, from
- * undici's raw Buffers, in one pass: names lower-cased (as http-proxy relayed them), values decoded
+ * undici's raw Buffers, in one pass: names lower-cased (so the policy's lookups and Node's own header handling see one spelling), values decoded
  * as latin1 (header bytes unchanged), hop-by-hop headers and the names `Connection` lists left out.
  * `Trailer` goes through only with a chunked response that can carry trailers: Node refuses it
  * on any other.

@@ -30,7 +30,7 @@ export function writeResponseHead(
   const http10 = req.httpVersionMinor === 0;
   const trailersPossible = !http10 && req.method !== 'HEAD' && status !== 204 && status !== 304;
   const headers = relayedResponseHeaders(raw, { http10, trailersPossible });
-  // Set explicitly, or Node would add its own Keep-Alive header to the upstream's.
+  // Set explicitly: the upstream's Connection and Keep-Alive are hop-by-hop and dropped; left unset, Node would add its own Connection and Keep-Alive: timeout= to the client's answer.
   headers.push('connection', res.shouldKeepAlive ? 'keep-alive' : 'close');
   try {
     if (statusText !== '' && REASON_PHRASE.test(statusText)) res.writeHead(status, statusText, headers);

@@ -28,7 +28,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
-import { isIP } from 'node:net';
+import { connectHost, serverNameOf } from './url-parts.js';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
@@ -62,7 +62,7 @@ export interface UpstreamRequest {
 export interface UpstreamPoolOptions {
   readonly upstream: URL;
   readonly maxConnections: number;
-  /** Idle connections close after this, unless the upstream's `Keep-Alive: timeout=` hint says sooner. */
+  /** Idle connections close after this, unless the upstream sends a `Keep-Alive: timeout=` hint: undici then uses the hint (less a margin), shorter or longer, up to 600 s. */
   readonly keepAliveTimeoutMs: number;
   /** TCP connect and TLS handshake of a new connection; 0 = off. */
   readonly connectTimeoutMs: number;
@@ -188,7 +188,7 @@ export function headerName(raw: Buffer): string {
   return undiciUtil.headerNameToString(raw);
 }
 
-/** Within a keep-alive hint: `timeout=5` keeps a connection idle at most 4 s (as Node's agent does). */
+/** Within a keep-alive hint: `timeout=5` keeps a connection idle at most 4 s, so it is never reused as the upstream closes it. */
 const KEEP_ALIVE_HINT_MARGIN_MS = 1_000;
 
 /** What the stray-100 rule touches of undici's HTTP/1 parser (client-h1.js, one per connection). */
@@ -263,9 +263,9 @@ function createConnector(sni: string | undefined, connectTimeoutMs: number, conn
 
 export function createUpstreamPool(options: UpstreamPoolOptions): UpstreamPool {
   const { upstream } = options;
-  const hostname = upstream.hostname.replace(/^\[|\]$/g, '');
+  const hostname = connectHost(upstream);
   // No SNI for an IP address (RFC 6066); the certificate is then checked against the IP.
-  const sni = isIP(hostname) === 0 ? hostname : undefined;
+  const sni = serverNameOf(hostname);
   const connections = new Http1Connections(options.metrics ?? NO_CONNECTION_METRICS);
   const state = { opening: false };
   const clientOptions = {
