@@ -22,10 +22,14 @@ COPY bin ./bin
 COPY src ./src
 COPY config ./config
 # The tarball is what `npm publish` would upload; unpack it with the lockfile beside it.
+# The bin's `#!/usr/bin/env -S node --initial-old-space-size=64` needs an env with -S, which
+# Alpine's busybox lacks: in the image the #! line names node itself, and the kernel hands it
+# the one flag (why the flag: bin/metrics-proxy.js).
 RUN npm run build \
  && npm pack --ignore-scripts --pack-destination /tmp \
  && mkdir -p /out/package \
  && tar -xzf /tmp/metrics-proxy-*.tgz -C /out/package --strip-components=1 \
+ && sed -i '1s|^#!/usr/bin/env -S node |#!/usr/local/bin/node |' /out/package/bin/metrics-proxy.js \
  && cp package-lock.json /out/package/
 
 # ---- runtime: the packed package and its production dependencies only -------------------------

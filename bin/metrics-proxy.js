@@ -1,5 +1,13 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
 // Thin shim over the compiled CLI: all logic lives in dist/cli/main.js.
+//
+// --initial-old-space-size=64: V8 starts the old generation's allocation limit at 64 MB
+// instead of a few MB above what the loaded packages keep alive. Without it, 1 MiB uploads
+// run a full mark-compact every 25-50 ms (docs/performance.md, "The misses, measured").
+// V8 sizes the heap when the process starts: NODE_OPTIONS refuses the flag and
+// v8.setFlagsFromString comes too late, so it is on the #! line (`env -S`: GNU coreutils,
+// macOS, FreeBSD), on the container's #! line (Dockerfile) and on every cluster worker's
+// command line (cli/cluster.ts). `node bin/metrics-proxy.js` runs without it.
 import { main } from '../dist/cli/main.js';
 
 process.exitCode = await main(process.argv, process.env);

@@ -213,11 +213,21 @@ function onSignal(supervisor: Supervisor, signal: NodeJS.Signals): void {
   stopAll(supervisor, 'SIGTERM');
 }
 
+/** The V8 flag every process of ours starts with: see bin/metrics-proxy.js. */
+export const HEAP_SIZING_FLAG = '--initial-old-space-size=64';
+
+/** `execArgv` plus HEAP_SIZING_FLAG, unless it already sets the initial old space size itself. */
+export function withHeapSizing(execArgv: readonly string[]): string[] {
+  const given = execArgv.some((arg) => /^--initial[-_]old[-_]space[-_]size(=|$)/.test(arg));
+  return given ? [...execArgv] : [...execArgv, HEAP_SIZING_FLAG];
+}
+
 /** Primary side: runs until SIGTERM/SIGINT (exit 0 after every worker drained) or a start-up failure. */
 export function runPrimary({ workers, log }: PrimaryOptions): Promise<number> {
   return new Promise((exit) => {
-    // Before the first fork: the workers inherit the channel's serialization.
-    cluster.setupPrimary({ serialization: 'advanced' });
+    // Before the first fork: the workers inherit the channel's serialization, and the heap
+    // sizing flag whether or not the primary was started with it (bin/metrics-proxy.js says why).
+    cluster.setupPrimary({ serialization: 'advanced', execArgv: withHeapSizing(process.execArgv) });
     const sum = createClusterSum();
     const supervisor: Supervisor = {
       log,
