@@ -8,6 +8,14 @@
 // v8.setFlagsFromString comes too late, so it is on the #! line (`env -S`: GNU coreutils,
 // macOS, FreeBSD), on the container's #! line (Dockerfile) and on every cluster worker's
 // command line (cli/cluster.ts). `node bin/metrics-proxy.js` runs without it.
-import { main } from '../dist/cli/main.js';
+//
+// --liftoff-only: undici compiles its HTTP parser (llhttp, WebAssembly) on the first upstream
+// connection, and on Node 20 V8's optimising tier took a transient 35-40 MB for it (VmHWM
+// 108 MB after one request, against 69 with Liftoff alone). Read when the module is compiled,
+// so setting it here, before anything connects, is in time (docs/performance.md, "Footprint").
+import { setFlagsFromString } from 'node:v8';
+
+setFlagsFromString('--liftoff-only');
+const { main } = await import('../dist/cli/main.js');
 
 process.exitCode = await main(process.argv, process.env);
