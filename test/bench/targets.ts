@@ -1,10 +1,10 @@
 /**
  * The systems the load is sent to ("targets"). Every one except `direct` is a fresh process per
  * measurement, pinned to the proxy core: started, timed to ready (cold start), measured, stopped.
- * metrics-proxy is run as users run it, `node bin/metrics-proxy.js` on the built dist/, whatever
- * engine is inside.
+ * metrics-proxy is run as users run it, the bin with the Node flags of its `#!` line (as npx and the
+ * container start it) on the built dist/, whatever engine is inside.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type CaddyBinary, startCaddy } from './caddy.js';
@@ -14,6 +14,8 @@ import type { Memory } from './proc.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'metrics-proxy.js');
+/** The flags the bin's `#!/usr/bin/env -S node …` line gives Node (heap sizing), so the bench runs what users run. */
+const BIN_NODE_FLAGS = (/^#!.*\bnode\b(.*)$/m.exec(readFileSync(BIN, 'utf8').split('\n')[0] ?? '')?.[1] ?? '').trim().split(/\s+/).filter((f) => f !== '');
 const BARE = join(ROOT, 'test', 'bench', 'bare-proxy.mjs');
 const NODE_UPSTREAM = join(ROOT, 'test', 'bench', 'upstream.mjs');
 export const H2_UPSTREAM = join(ROOT, 'test', 'bench', 'h2-upstream.mjs');
@@ -95,7 +97,8 @@ function fromSpawned(id: TargetId, spawned: Spawned, url: string, verify = (): P
 }
 
 async function startNode(id: TargetId, script: string, args: readonly string[], ctx: TargetContext): Promise<RunningTarget> {
-  const spawned = await spawnProcess(process.execPath, [...(ctx.nodeOptions ?? []), script, ...args], { cwd: ROOT, listeningLines: 1, prefix: ctx.prefix });
+  const binFlags = script === BIN ? BIN_NODE_FLAGS : [];
+  const spawned = await spawnProcess(process.execPath, [...binFlags, ...(ctx.nodeOptions ?? []), script, ...args], { cwd: ROOT, listeningLines: 1, prefix: ctx.prefix });
   return fromSpawned(id, spawned, `http://127.0.0.1:${spawned.port}`);
 }
 
