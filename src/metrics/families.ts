@@ -17,9 +17,11 @@
  */
 import type { Registry } from 'prom-client';
 import { type NativeBuckets, type NativeHistogramSettings, createNativeBuckets, observeNative } from './native-histogram.js';
-import { COMMA, type LineOpeners, TextWriter, encoded, formatNumber, lineOpeners, openLine, textLabelsOf, writeNumber } from './text-writer.js';
+import { COMMA, type LineOpeners, TextWriter, encoded, escapeHelp, formatNumber, labelText, lineOpeners, openLine, textLabelsOf, writeNumber } from './text-writer.js';
+import { type Exemplar, type ExemplarLabels, exemplarOf } from './exemplars.js';
 
-export { formatNumber } from './text-writer.js';
+export { escapeLabelValue, formatNumber } from './text-writer.js';
+export type { Exemplar, ExemplarLabels } from './exemplars.js';
 
 type MetricType = 'counter' | 'gauge' | 'histogram';
 
@@ -37,44 +39,6 @@ interface ValueJson {
   value: number;
   metricName?: string;
   exemplar?: { labelSet: Record<string, string>; value: number; timestamp: number };
-}
-
-/** An exemplar as OpenMetrics writes it: the label text is built once, when it is recorded. */
-export interface Exemplar {
-  readonly labelText: string;
-  readonly labelSet: Readonly<Record<string, string>>;
-  readonly value: number;
-  readonly timestamp: number;
-}
-
-export type ExemplarLabels = Readonly<Record<string, string>>;
-
-/** Label values as the text formats require them: backslash, double quote and newline escaped. */
-export function escapeLabelValue(value: string): string {
-  return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value;
-}
-
-/** HELP text: backslash and newline escaped; OpenMetrics escapes double quotes too (the text format must not). */
-function escapeHelp(help: string, openMetrics: boolean): string {
-  const escaped = help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-  return openMetrics ? escaped.replace(/"/g, '\\"') : escaped;
-}
-
-function labelText(names: readonly string[], values: readonly string[]): string {
-  let text = '';
-  for (let i = 0; i < names.length; i++) {
-    text += `${i === 0 ? '' : ','}${names[i] as string}="${escapeLabelValue(values[i] ?? '')}"`;
-  }
-  return text;
-}
-
-function exemplarOf(labels: ExemplarLabels, value: number): Exemplar {
-  return {
-    labelText: labelText(Object.keys(labels), Object.values(labels)),
-    labelSet: labels,
-    value,
-    timestamp: Date.now() / 1000,
-  };
 }
 
 abstract class Family<S extends { readonly labels: Readonly<Record<string, string>>; readonly labelText: string; textLabels: Buffer | undefined }> {

@@ -160,3 +160,23 @@ export function textLabelsOf(series: { readonly labelText: string; textLabels: B
   series.textLabels ??= encoded(series.labelText);
   return series.textLabels;
 }
+
+/** Label values as the text formats require them: backslash, double quote and newline escaped. */
+export function escapeLabelValue(value: string): string {
+  return /[\\"\n]/.test(value) ? value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : value;
+}
+
+/** HELP text: backslash and newline escaped; OpenMetrics escapes double quotes too (the text format must not). */
+export function escapeHelp(help: string, openMetrics: boolean): string {
+  const escaped = help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+  return openMetrics ? escaped.replace(/"/g, '\\"') : escaped;
+}
+
+/** `a="1",b="2"`: the label text of a series, escaped, built once per series. */
+export function labelText(names: readonly string[], values: readonly string[]): string {
+  let text = '';
+  for (let i = 0; i < names.length; i++) {
+    text += `${i === 0 ? '' : ','}${names[i] as string}="${escapeLabelValue(values[i] ?? '')}"`;
+  }
+  return text;
+}

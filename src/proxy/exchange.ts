@@ -12,12 +12,12 @@ import type { Writable } from 'node:stream';
 import { type UpstreamTimeoutCode, UpstreamTimeoutError } from '../errors.js';
 import type { Watched } from './exchange-sweep.js';
 import { finishWhenClosed, forgetQueued } from './pipelined.js';
-import { errorBody, sendJson } from '../respond.js';
 import { PROTOCOL_FAILURE, RESET_FAILURE, failureOf, idleBlame, statusOf } from './exchange-rules.js';
 import { pathOf } from './url-parts.js';
 import * as clientSide from './client-side.js';
 import type { ClientRequest, ClientResponse, ProtocolVersion } from './client-side.js';
-import { endGrpcCall, grpcStatusIn, grpcStatusOfFailure, rpcOutcome } from './grpc.js';
+import { grpcStatusIn, rpcOutcome } from './grpc.js';
+import { answerFailure } from './failure-answer.js';
 import { isGrpcServerError } from '../metrics/grpc-status.js';
 import type { ExchangeContext, ExchangeStart } from './exchange-context.js';
 import { UpstreamCall } from './upstream-call.js';
@@ -196,8 +196,10 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
 
   protected override upstreamFailed(err: Error): void {
     if (this.upstreamDone) return;
+    const diedMidBody = this.answered && !this.grpc && !(err instanceof UpstreamTimeoutError);
     // Given up because the client left or stalled, the attempt is not the upstream's failure.
-    this.moveUpstream('done', this.phase === 'finished' || this.clientStalled || this.client.destroyed ? 'cancelled' : this.failureKind(err));
+    const cancelled = this.phase === 'finished' || this.clientStalled || this.client.destroyed;
+    this.moveUpstream('done', cancelled ? 'cancelled' : diedMidBody ? RESET_FAILURE.kind : failureOf(err, this.answered).kind);
     // The client went away first (its abort ends up here): nothing to answer, nothing to count.
     if (this.phase === 'finished') return;
     if (this.tryRetry(err)) {
@@ -210,7 +212,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       clientSide.breakResponse(this.res);
       return;
     }
-    if (this.answered && !this.grpc && !(err instanceof UpstreamTimeoutError)) {
+    if (diedMidBody) {
       // The upstream died mid-body: the client must see a broken connection, not a short body.
       this.markFailure(RESET_FAILURE);
       this.ctx.log.warn({ err, method: this.request.method, path: pathOf(this.req.url) }, 'upstream closed the connection mid-response');
@@ -221,30 +223,13 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     this.fail(failureOf(err, this.answered), err);
   }
 
-  /** What `upstreamFailed` counts the failure as: a reset when the upstream died mid-body, else its error's kind. */
-  private failureKind(err: Error): UpstreamFailure['kind'] {
-    if (this.answered && !this.grpc && !(err instanceof UpstreamTimeoutError)) return RESET_FAILURE.kind;
-    return failureOf(err, this.answered).kind;
-  }
-
   /** The proxy answers instead of the upstream, or breaks the connection if the answer has begun. */
   private fail(failure: UpstreamFailure, err: unknown): void {
     this.markFailure(failure);
     this.ctx.log.error({ err, kind: failure.kind, method: this.request.method, path: pathOf(this.req.url) }, 'upstream request failed');
-    if (this.grpc && clientSide.isHttp2(this.res)) {
-      // Before or after the head: the call ends with a status the client can read.
-      const status = grpcStatusOfFailure(failure.kind);
-      if (endGrpcCall(this.res, status, failure.msg)) this.grpcStatus = status;
-      return;
-    }
-    if (this.answered || this.res.headersSent) {
-      this.brokenByUpstream = true;
-      clientSide.breakResponse(this.res);
-      return;
-    }
-    // The rest of an unfinished upload will not be read: the connection cannot carry another request.
-    if (!this.req.complete) clientSide.closeConnectionAfter(this.res);
-    sendJson(this.res, failure.status, errorBody(failure.msg));
+    const told = answerFailure(this.req, this.res, failure, this.grpc, this.answered);
+    if (told === 'broken') this.brokenByUpstream = true;
+    else if (told !== undefined) this.grpcStatus = told;
   }
 
   private countError(): void {
@@ -284,8 +269,6 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     this.abortWith(new UpstreamTimeoutError(code, ms));
   }
 
-  // ---- the end
-
   /** Records the exchange once, and releases the upstream request if it is still running. */
   private finish(): void {
     if (this.phase === 'finished') return;
@@ -295,10 +278,11 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
     if (this.pipelined) forgetQueued((this.req as IncomingMessage).socket, this.onClientGone);
     if (!this.upstreamDone) this.drop();
     const { req } = this;
+    const path = pathOf(req.url);
     const status = statusOf(this.res as ServerResponse, this.brokenByUpstream);
     this.ctx.metrics.recordRequest({
       method: this.request.method,
-      path: pathOf(req.url),
+      path,
       status,
       errorType: this.errorType,
       durationMs: performance.now() - this.startedAt,
@@ -307,7 +291,7 @@ export class HttpExchange extends UpstreamCall<ExchangeContext> implements Watch
       traceparent: typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined,
       protocolVersion: this.protocolVersion,
       // No spread of an optional field: a plain HTTP request allocates nothing for gRPC.
-      rpc: this.grpc ? rpcOutcome(pathOf(req.url), this.grpcStatus, upstreamWasDone) : undefined,
+      rpc: this.grpc ? rpcOutcome(path, this.grpcStatus, upstreamWasDone) : undefined,
     });
   }
 }

@@ -23,6 +23,7 @@
 import { InvalidValueError } from '../errors.js';
 import type { UpstreamConnectionMetrics } from '../metrics/recorder.js';
 import { H2Call } from './h2-call.js';
+import { CallQueue } from './h2-call-queue.js';
 import { connectionLostError } from './h2-errors.js';
 import type { H2Origin } from './h2-headers.js';
 import { type ConnectionState, H2Session, type H2Target, type SessionOwner } from './h2-sessions.js';
@@ -51,43 +52,6 @@ const DEFAULT_IDLE_TIMEOUT_MS = 4_000;
 
 function poolClosedError(): Error {
   return Object.assign(new Error('the upstream pool is closed'), { code: 'ERR_HTTP2_INVALID_SESSION' });
-}
-
-/** Calls waiting for a stream slot, first come first served; aborted ones are dropped when reached. */
-class CallQueue {
-  private items: Array<H2Call | undefined> = [];
-  private head = 0;
-
-  push(call: H2Call): void {
-    this.items.push(call);
-  }
-
-  /** The first call still waiting, taken off the queue. */
-  shift(): H2Call | undefined {
-    const call = this.peek();
-    if (call === undefined) return undefined;
-    this.items[this.head++] = undefined;
-    // A queue that never empties (a steady backlog) is compacted now and then, not left to grow.
-    if (this.head >= 1_024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return call;
-  }
-
-  /** The first call still waiting, left on the queue. */
-  peek(): H2Call | undefined {
-    while (this.head < this.items.length) {
-      const call = this.items[this.head];
-      if (call !== undefined && call.phase === 'queued') return call;
-      this.items[this.head++] = undefined;
-    }
-    if (this.head > 0) {
-      this.items = [];
-      this.head = 0;
-    }
-    return undefined;
-  }
 }
 
 class H2UpstreamPool implements UpstreamPool, SessionOwner {

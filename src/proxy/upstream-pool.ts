@@ -27,7 +27,6 @@
  *   and would fail the request and the connection on it.
  */
 import type { EventEmitter } from 'node:events';
-import { createRequire } from 'node:module';
 import { connectHost, serverNameOf } from './url-parts.js';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -42,10 +41,10 @@ import undiciUtil from 'undici/lib/core/util.js';
 import { UpstreamTimeoutError } from '../errors.js';
 import type { UpstreamConnectionMetrics, UpstreamProtocol } from '../metrics/recorder.js';
 import { Http1Connections, NO_CONNECTION_METRICS } from './upstream-connections.js';
+import { skipStrayContinue } from './undici-continue.js';
 import { ConnectionSlots, type QueueLinks, type SlotOwner } from './upstream-queue.js';
 
 /** undici's own symbols, for the parser and the client state the stray-100 rule reads (untyped: CommonJS, no declarations). */
-const { kParser, kRunning } = createRequire(import.meta.url)('undici/lib/core/symbols.js') as { readonly kParser: symbol; readonly kRunning: symbol };
 
 export type Abort = (err?: Error) => void;
 
@@ -190,44 +189,6 @@ export function headerName(raw: Buffer): string {
 
 /** Within a keep-alive hint: `timeout=5` keeps a connection idle at most 4 s, so it is never reused as the upstream closes it. */
 const KEEP_ALIVE_HINT_MARGIN_MS = 1_000;
-
-/** What the stray-100 rule touches of undici's HTTP/1 parser (client-h1.js, one per connection). */
-interface UndiciParser {
-  statusCode: number;
-  headers: Buffer[];
-  headersSize: number;
-  readonly client: Readonly<Record<symbol, unknown>>;
-  readonly socket: Socket;
-  onHeadersComplete: (this: UndiciParser, statusCode: number, upgrade: boolean, shouldKeepAlive: boolean) => number;
-}
-
-let undiciHeadersComplete: UndiciParser['onHeadersComplete'] | undefined;
-
-/**
- * A `100 Continue` answers `Expect: 100-continue`, which undici never sends (it refuses the header;
- * Node's server answers the client's Expect itself). undici fails the request and destroys the
- * connection on one; an upstream that sends one anyway has it skipped like any other interim
- * response, and its final response is read as usual. On a connection with no request, it stays
- * undici's error.
- */
-function headersCompleteSkippingContinue(this: UndiciParser, statusCode: number, upgrade: boolean, shouldKeepAlive: boolean): number {
-  if (statusCode === 100 && !upgrade && !this.socket.destroyed && (this.client[kRunning] as number) > 0) {
-    // The state undici keeps for an interim response: its onMessageComplete resets it for the next head.
-    this.statusCode = statusCode;
-    this.headers = [];
-    this.headersSize = 0;
-    return 1; // no body: the message ends with its head
-  }
-  return (undiciHeadersComplete as UndiciParser['onHeadersComplete']).call(this, statusCode, upgrade, shouldKeepAlive);
-}
-
-/** Installs the rule on the parser undici has just given a new connection (its own property: undici's class is untouched). */
-function skipStrayContinue(socket: Socket): void {
-  const parser = (socket as unknown as Readonly<Record<symbol, UndiciParser | null | undefined>>)[kParser];
-  if (parser === null || parser === undefined || typeof parser.onHeadersComplete !== 'function') return;
-  undiciHeadersComplete ??= parser.onHeadersComplete;
-  parser.onHeadersComplete = headersCompleteSkippingContinue;
-}
 
 function expireConnect(socket: Socket, ms: number): void {
   socket.destroy(new UpstreamTimeoutError('MP_ERR_CONNECT_TIMEOUT', ms));
