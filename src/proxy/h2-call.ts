@@ -1,17 +1,17 @@
 /**
- * One request on the HTTP/2 upstream leg: it waits for a stream slot, gets a
- * stream, streams its body up while the response streams down (full duplex,
- * as gRPC needs), and drives the UpstreamHandler hooks as undici's HTTP/1
- * client does, so HttpExchange runs over it unchanged:
- * onConnect(abort) → onBodySent* → onRequestSent, concurrently with
- * onResponseStarted → onHeaders → onData* → onComplete(trailers), or one onError.
- * After an abort, or any failure, the handler hears nothing more but that one
- * onError. The listeners are the call's own arrow-function fields: one object per request.
+ * One request on the HTTP/2 upstream leg: it waits for a stream slot, gets a stream, streams its
+ * body up while the response streams down (full duplex, as gRPC needs), and drives the
+ * UpstreamHandler hooks as undici's HTTP/1 client does, so HttpExchange runs over it unchanged:
+ * onConnect(abort) → onBodySent* → onRequestSent, concurrently with (onResponseStarted →
+ * onHeaders)+ (any 1xx heads, then the final one) → onData* → onComplete(trailers), or one onError.
+ * After an abort, or any failure, the handler hears nothing more but that one onError. The
+ * listeners are the call's own arrow-function fields: one object per request.
  */
 import { type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, constants } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { abortedError, asError, closedStreamError, refusedUnprocessed } from './h2-errors.js';
 import { type H2Origin, h2RequestHeaders, headerObjectBuffers, rawHeaderBuffers } from './h2-headers.js';
+import { type H2ResponseHeaders, isInformational, relayHead } from './h2-informational.js';
 import type { CallHost, CallPhase, StreamSlot } from './h2-slot.js';
 import type { UpstreamHandler, UpstreamRequest } from './upstream-pool.js';
 
@@ -21,6 +21,8 @@ const SESSION_GONE = new Set(['ERR_HTTP2_INVALID_SESSION', 'ERR_HTTP2_GOAWAY_SES
 
 /** The request body: not (yet) read, being streamed up, all written. */
 type UploadPhase = 'idle' | 'streaming' | 'sent';
+/** The response heads read: none yet, informational (1xx) ones only, the final one. */
+type HeadPhase = 'none' | 'interim' | 'final';
 
 export class H2Call {
   phase: CallPhase = 'queued';
@@ -33,7 +35,7 @@ export class H2Call {
   private stream: ClientHttp2Stream | undefined = undefined;
   private attempts = 0;
   private bodyBytes = 0;
-  private responded = false;
+  private head: HeadPhase = 'none';
   private trailers: Buffer[] | null = null;
   /** The response's END_STREAM arrived; whether it ended the response or a reset followed is settled after. */
   private endSeen = false;
@@ -76,6 +78,7 @@ export class H2Call {
       return;
     }
     this.stream = stream;
+    stream.on('headers', this.onInterim);
     stream.on('response', this.onResponse);
     stream.on('trailers', this.onTrailers);
     stream.on('end', this.onEnd);
@@ -201,18 +204,18 @@ export class H2Call {
 
   // ---- the response, down
 
-  private readonly onResponse = (headers: IncomingHttpHeaders & { ':status'?: number }, _flags: number, raw?: string[]): void => {
+  /** An informational (1xx) head before the response: the exchange relays a 103 and drops the rest. */
+  private readonly onInterim = (headers: H2ResponseHeaders, _flags: number, raw?: string[]): void => {
+    if (this.phase !== 'streaming' || this.head === 'final' || !isInformational(headers)) return;
+    this.head = 'interim';
+    relayHead(this.handler, headers, raw, this.resume, this.abort);
+  };
+
+  private readonly onResponse = (headers: H2ResponseHeaders, _flags: number, raw?: string[]): void => {
     const { stream } = this;
     if (this.phase !== 'streaming' || stream === undefined) return;
-    this.responded = true;
-    let more: boolean;
-    try {
-      this.handler.onResponseStarted();
-      more = this.handler.onHeaders(Number(headers[':status']), raw === undefined ? headerObjectBuffers(headers) : rawHeaderBuffers(raw), this.resume, '');
-    } catch (err) {
-      this.cancel(asError(err));
-      return;
-    }
+    this.head = 'final';
+    const more = relayHead(this.handler, headers, raw, this.resume, this.abort);
     if (this.phase !== 'streaming') return;
     if (!more) stream.pause();
     stream.on('data', this.onData);
@@ -250,7 +253,7 @@ export class H2Call {
     const { stream } = this;
     if (this.phase !== 'streaming' || stream === undefined) return;
     // node:http2 also ends the readable side of a stream whose session died under it: that is 'close''s to report.
-    if (!this.responded || stream.destroyed || stream.rstCode !== NGHTTP2_NO_ERROR) return;
+    if (this.head !== 'final' || stream.destroyed || stream.rstCode !== NGHTTP2_NO_ERROR) return;
     this.complete(stream);
   };
 
@@ -273,11 +276,11 @@ export class H2Call {
     this.stream = undefined;
     this.releaseSlot();
     if (this.phase !== 'streaming' || stream === undefined) return;
-    if (refusedUnprocessed(stream, this.attempts === 1, this.bodyBytes === 0 && !this.responded)) {
+    if (refusedUnprocessed(stream, this.attempts === 1, this.bodyBytes === 0 && this.head === 'none')) {
       this.requeue();
       return;
     }
-    const err = closedStreamError(stream, this.endSeen && this.responded, slot?.gone === true);
+    const err = closedStreamError(stream, this.endSeen && this.head === 'final', slot?.gone === true);
     if (err === undefined) this.complete(stream);
     else this.fail(err);
   };
