@@ -37,8 +37,8 @@ async function tempDir(cleanup: typeof onTestFinished = onTestFinished): Promise
 }
 
 beforeAll(() => {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
-    throw new Error('dist/cli/main.js is missing: run `npx tsc -p tsconfig.build.json` before these tests');
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'bin-bundle.js'))) {
+    throw new Error('dist/cli/bin-bundle.js is missing: run `npm run build` before these tests');
   }
 });
 
@@ -203,6 +203,30 @@ describe('running', () => {
     expect(sampleValue(text, 'apiCount', { method: 'GET' })).toBe(1);
     expect(sampleValue(text, 'apiDuration_count', { method: 'GET' })).toBe(1);
 
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+  });
+
+  it("skips an upstream's stray 100 Continue (the bundle's undici parser hook)", async () => {
+    const upstream = createNetServer((socket) => {
+      socket.once('data', () => socket.end('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok'));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => void upstream.close());
+    const { port } = upstream.address() as AddressInfo;
+    const { bin, url } = await startListening([...LOOPBACK, '--port', '0', '--upstream', `http://127.0.0.1:${port}`]);
+    const answer = await httpRequest(`${url}/api/x`);
+    expect(answer.status).toBe(200);
+    expect(answer.body.toString('utf8')).toBe('ok');
+    expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
+  });
+
+  it('serves the built status page (the bundle in dist/cli/ reads it from dist/admin/)', async () => {
+    const { bin, url } = await startListening([...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM]);
+    const page = await httpRequest(`${url}/status`);
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toMatch(/script-src 'sha256-/);
+    expect(page.body.toString('utf8')).toContain('<!doctype html>');
     expect(await stopWithSigterm(bin)).toEqual({ code: 0, signal: null });
   });
 });

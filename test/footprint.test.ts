@@ -3,8 +3,8 @@
  * - the V8 heap sizing flag (bin/metrics-proxy.js says why) on the command line of the bin
  *   started through its #! line, of the container's bin (the Dockerfile's #! rewrite), and of
  *   every cluster worker, however the primary was started;
- * - the packages meant to load on first use (src/lazy-modules.ts, logger.ts) not loaded by a
- *   default start. A preload reports the CommonJS module cache and Node's built-in module list
+ * - the packages the bin's bundle holds not loaded again from node_modules, and the packages meant
+ *   to load on first use (src/lazy-modules.ts, logger.ts) not loaded by a default start. A preload reports the CommonJS module cache and Node's built-in module list
  *   at a signal: RSS itself is too noisy to assert on, but a lazy import that turns eager again
  *   shows up here at once.
  * Linux only (/proc, pgrep); needs dist/ (`npm run build`).
@@ -64,7 +64,7 @@ async function loadedAfterStart(args: readonly string[]): Promise<Loaded> {
   const out = join(dir, 'loaded.json');
   await writeFile(preload, PRELOAD);
   const bin = spawnBin(args, { FOOTPRINT_OUT: out }, onTestFinished, ['--import', preload]);
-  await until(() => bin.stdout().includes('"msg":"listening"'), 'the listening line');
+  await until(() => bin.stdout().includes('listening'), 'the listening line');
   process.kill(bin.pid, 'SIGUSR2');
   await until(() => existsSync(out), 'the module list');
   await new Promise((resolve) => setTimeout(resolve, 50));
@@ -119,11 +119,20 @@ describe.runIf(linux)('heap sizing flag', () => {
   });
 });
 
-describe.runIf(linux)('packages a default start does not load', () => {
-  it('no yaml without --config, no pino-pretty without --log-format pretty', async () => {
+describe.runIf(linux)('packages the bin loads', () => {
+  it('the engine comes from the bundle: no package it bundles is loaded from node_modules', async () => {
     const { packages } = await loadedAfterStart([...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM]);
-    // The preload sees the cache: the engine's packages are there.
-    for (const name of ['undici', 'prom-client', 'pino']) expect(packages.has(name), name).toBe(true);
-    for (const name of ['yaml', 'pino-pretty']) expect(packages.has(name), name).toBe(false);
+    for (const name of ['undici', 'prom-client', 'pino', 'commander', 'http-proxy-3']) expect(packages.has(name), name).toBe(false);
+  });
+
+  it('no yaml without --config, no pino-pretty without --log-format pretty; each loads from node_modules when asked for', async () => {
+    const plain = await loadedAfterStart([...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM]);
+    for (const name of ['yaml', 'pino-pretty']) expect(plain.packages.has(name), name).toBe(false);
+    const dir = await mkdtemp(join(tmpdir(), 'mp-footprint-config-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const config = join(dir, 'metrics-proxy.yaml');
+    await writeFile(config, `upstream: ${DEAD_UPSTREAM}\nport: 0\nhost: 127.0.0.1\n`);
+    const asked = await loadedAfterStart(['--config', config, '--log-format', 'pretty']);
+    for (const name of ['yaml', 'pino-pretty']) expect(asked.packages.has(name), name).toBe(true);
   });
 });

@@ -21,10 +21,13 @@ export interface StatusPage {
 /** Run from the TypeScript sources (the tests): no build output beside this module, so assemble it here. */
 const FROM_SOURCE = import.meta.url.endsWith('.ts');
 
+/** Where the build writes the page: named from dist/admin/ up, so the bin's bundle in dist/cli/ finds it too. */
+const BUILT_DIR = '../admin/';
+
 async function readBuilt(): Promise<AssembledPage> {
   const [html, csp] = await Promise.all([
-    readFile(new URL(`./${BUILT_HTML}`, import.meta.url), 'utf8'),
-    readFile(new URL(`./${BUILT_CSP}`, import.meta.url), 'utf8'),
+    readFile(new URL(`${BUILT_DIR}${BUILT_HTML}`, import.meta.url), 'utf8'),
+    readFile(new URL(`${BUILT_DIR}${BUILT_CSP}`, import.meta.url), 'utf8'),
   ]);
   return { html, csp: csp.trim() };
 }

@@ -3,10 +3,11 @@
  * unsolicited `100 Continue` is skipped like any other interim response instead of failing the
  * request and destroying its connection.
  */
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+// An import, not a runtime require: the bin's bundle must share the one copy of undici's symbols.
+import undiciSymbols from 'undici/lib/core/symbols.js';
 
-const { kParser, kRunning } = createRequire(import.meta.url)('undici/lib/core/symbols.js') as { readonly kParser: symbol; readonly kRunning: symbol };
+const { kParser, kRunning } = undiciSymbols;
 
 /** What the stray-100 rule touches of undici's HTTP/1 parser (client-h1.js, one per connection). */
 interface UndiciParser {
