@@ -7,8 +7,8 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { connect } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connectTls } from '../lazy-modules.js';
 import { connectHost, serverNameOf } from '../proxy/url-parts.js';
 import { errorBody, sendJson } from '../respond.js';
 
@@ -46,7 +46,7 @@ function checkConnect(upstream: URL, timeoutMs: number): Promise<CheckResult> {
     const options = { host, port: upstreamPort(upstream), timeout: timeoutMs };
     const socket =
       upstream.protocol === 'https:'
-        ? tlsConnect({ ...options, servername: serverNameOf(host) }, () => done({ ok: true }))
+        ? connectTls({ ...options, servername: serverNameOf(host) }, () => done({ ok: true }))
         : connect(options, () => done({ ok: true }));
     function done(result: CheckResult): void {
       socket.destroy();

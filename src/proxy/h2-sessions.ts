@@ -17,8 +17,9 @@
 import { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders, type Settings, connect as connectH2, constants } from 'node:http2';
 import { type Socket, connect as connectTcp } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { type TLSSocket, connect as connectTls } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { UpstreamTimeoutError } from '../errors.js';
+import { connectTls } from '../lazy-modules.js';
 import { connectionLostError } from './h2-errors.js';
 import type { StreamSlot } from './h2-slot.js';
 
