@@ -15,7 +15,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { HEAP_SIZING_FLAG, withHeapSizing } from '../src/cli/cluster.js';
+import { HEAP_SIZING_FLAG, YOUNG_GENERATION_FLAG, withHeapSizing } from '../src/cli/cluster.js';
 import { BIN, DEAD_UPSTREAM, LOOPBACK, ROOT, childEnv, killByPid, spawnBin } from './bin.js';
 
 const linux = existsSync('/proc/self/cmdline');
@@ -83,7 +83,7 @@ describe.runIf(linux)('heap sizing flag', () => {
     await until(() => out.includes('"msg":"listening"'), 'the listening line');
     // env(1) execs node in place: same pid.
     const argv = cmdline(pid);
-    expect(argv.slice(1, 3)).toEqual([HEAP_SIZING_FLAG, BIN]);
+    expect(argv.slice(1, 4)).toEqual([HEAP_SIZING_FLAG, YOUNG_GENERATION_FLAG, BIN]);
   });
 
   it("the container's #! line (the Dockerfile's rewrite of the bin) runs node with it, without env -S", async () => {
@@ -98,6 +98,9 @@ describe.runIf(linux)('heap sizing flag', () => {
     const first = (await readFile(copy, 'utf8')).split('\n', 1)[0];
     // node:<major>-alpine installs node at /usr/local/bin; the kernel passes the rest as one argument.
     expect(first).toBe(`#!/usr/local/bin/node ${HEAP_SIZING_FLAG}`);
+    // The second flag, which the kernel could not hand over beside the first: NODE_OPTIONS takes it.
+    expect(dockerfile).toMatch(new RegExp(`^ENV NODE_OPTIONS=${YOUNG_GENERATION_FLAG}$`, 'm'));
+    expect(execFileSync(process.execPath, ['-p', "require('node:v8').getHeapSpaceStatistics().length"], { env: { ...process.env, NODE_OPTIONS: YOUNG_GENERATION_FLAG }, encoding: 'utf8' }).trim()).toMatch(/^\d+$/);
   });
 
   it('every cluster worker runs with it, even under a primary started without it', async () => {
@@ -109,13 +112,13 @@ describe.runIf(linux)('heap sizing flag', () => {
     expect(cmdline(bin.pid)).not.toContain(HEAP_SIZING_FLAG);
     const workers = children(bin.pid);
     expect(workers).toHaveLength(2);
-    for (const pid of workers) expect(cmdline(pid)).toContain(HEAP_SIZING_FLAG);
+    for (const pid of workers) expect(cmdline(pid)).toEqual(expect.arrayContaining([HEAP_SIZING_FLAG, YOUNG_GENERATION_FLAG]));
   });
 
   it('is added once: a size given on the command line wins', () => {
-    expect(withHeapSizing(['--trace-gc'])).toEqual(['--trace-gc', HEAP_SIZING_FLAG]);
-    expect(withHeapSizing(['--initial-old-space-size=128'])).toEqual(['--initial-old-space-size=128']);
-    expect(withHeapSizing(['--initial_old_space_size', '16'])).toEqual(['--initial_old_space_size', '16']);
+    expect(withHeapSizing(['--trace-gc'])).toEqual(['--trace-gc', HEAP_SIZING_FLAG, YOUNG_GENERATION_FLAG]);
+    expect(withHeapSizing(['--initial-old-space-size=128'])).toEqual(['--initial-old-space-size=128', YOUNG_GENERATION_FLAG]);
+    expect(withHeapSizing(['--initial_old_space_size', '16', '--max_semi_space_size=8'])).toEqual(['--initial_old_space_size', '16', '--max_semi_space_size=8']);
   });
 });
 

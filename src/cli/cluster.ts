@@ -213,13 +213,22 @@ function onSignal(supervisor: Supervisor, signal: NodeJS.Signals): void {
   stopAll(supervisor, 'SIGTERM');
 }
 
-/** The V8 flag every process of ours starts with: see bin/metrics-proxy.js. */
+/** The V8 heap flags every process of ours starts with (the bin's #! line): see bin/metrics-proxy.js. */
 export const HEAP_SIZING_FLAG = '--initial-old-space-size=64';
+export const YOUNG_GENERATION_FLAG = '--max-semi-space-size=4';
 
-/** `execArgv` plus HEAP_SIZING_FLAG, unless it already sets the initial old space size itself. */
+/** Whether `execArgv` sets V8's option `name` itself (dashes or underscores, `=value` or a separate value). */
+function setsV8Option(execArgv: readonly string[], name: string): boolean {
+  const pattern = new RegExp(`^--${name.replace(/-/g, '[-_]')}(=|$)`);
+  return execArgv.some((arg) => pattern.test(arg));
+}
+
+/** `execArgv` plus each heap flag it does not set itself: a size on the primary's command line wins. */
 export function withHeapSizing(execArgv: readonly string[]): string[] {
-  const given = execArgv.some((arg) => /^--initial[-_]old[-_]space[-_]size(=|$)/.test(arg));
-  return given ? [...execArgv] : [...execArgv, HEAP_SIZING_FLAG];
+  const flags = [...execArgv];
+  if (!setsV8Option(execArgv, 'initial-old-space-size')) flags.push(HEAP_SIZING_FLAG);
+  if (!setsV8Option(execArgv, 'max-semi-space-size')) flags.push(YOUNG_GENERATION_FLAG);
+  return flags;
 }
 
 /** Primary side: runs until SIGTERM/SIGINT (exit 0 after every worker drained) or a start-up failure. */

@@ -67,7 +67,7 @@ async function withTarget<T>(
   target: TargetId,
   upstream: URL,
   body: (running: RunningTarget) => Promise<T>,
-  protocol?: Protocol,
+  load?: { readonly protocol: Protocol | undefined; readonly mpArgs: readonly string[] },
 ): Promise<Outcome<T> | 'unavailable'> {
   let running: RunningTarget;
   try {
@@ -76,7 +76,8 @@ async function withTarget<T>(
       caddy: state.caddy,
       wsUpstream: state.upstreams.node,
       prefix: state.pinning.prefix('proxy'),
-      ...(protocol === undefined ? {} : { protocol }),
+      ...(load?.protocol === undefined ? {} : { protocol: load.protocol }),
+      ...(load === undefined || load.mpArgs.length === 0 ? {} : { mpArgs: load.mpArgs }),
     });
   } catch (err) {
     if (err instanceof Unavailable) {
@@ -127,7 +128,7 @@ export async function loadCell(state: RunState, round: number, scenario: LoadSce
     const watch = startWatch(state.pinning, running.cpuSeconds);
     const measured = await scenario.run(running.url, { ...ctx, durationS: options.durationS });
     return { ...measured, ...watch.stop(measured.ops) };
-  }, scenario.protocol);
+  }, { protocol: scenario.protocol, mpArgs: options.mpArgs });
   if (outcome === 'unavailable') return;
   const { value, error, ...rest } = outcome;
   state.cells.push({ round, scenario: scenario.id, target, ...rest, ...(value === undefined ? {} : { measured: value }), ...(error === undefined ? {} : { error }) });

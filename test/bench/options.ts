@@ -29,12 +29,15 @@ export interface BenchOptions {
   readonly streamBytes: number;
   /** --retry-noisy N: measure a cell again, up to N times, while other processes competed during it. */
   readonly retryNoisy: number;
+  /** --mp-args "FLAGS": more command-line flags for metrics-proxy (mp, mp-nometrics) in the load cells and --profile. */
+  readonly mpArgs: readonly string[];
 }
 
 export const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration S] [--rate R]
                         [--upstream auto|node|nginx] [--targets a,b,...] [--scenarios a,b,...]
-                        [--no-nginx] [--no-resources] [--no-pin] [--retry-noisy N]
+                        [--no-nginx] [--no-resources] [--no-pin] [--retry-noisy N] [--mp-args "FLAGS"]
        npm run bench -- --profile [--duration S] [--targets mp,bare,...] [--scenarios get-50,grpc-unary,...]
+                                  [--mp-args "FLAGS"]
 
   --quick            smoke check: 1 round, 2 s cells after 1 s of warm-up, 256 MiB streamed
                      instead of 1 GiB (about 2 minutes; the numbers are only indicative)
@@ -55,6 +58,11 @@ export const USAGE = `usage: npm run bench -- [--quick] [--rounds N] [--duration
   --retry-noisy N    measure a cell again (after waiting up to 2 min for a quiet machine), up
                      to N times, when other processes took over 10 % of the proxy core or over
                      25 % of a core anywhere during it (default 0: every cell is kept)
+  --mp-args "FLAGS"  more metrics-proxy flags (split on spaces, no quoting) for mp and
+                     mp-nometrics in the load cells and under --profile, not in the scrape and
+                     resource cells; e.g. --mp-args "--idle-timeout 0" for an A/B against a run
+                     without; recorded in the report header and the JSON (--host, --port and
+                     --upstream are the bench's own)
   --profile          no bench: run each Node target of --targets (default: mp) under the load of
                      each scenario of --scenarios (default: get-50, wrk with 50 connections;
                      h2-get and grpc-unary use h2load) with node --cpu-prof for --duration
@@ -86,11 +94,44 @@ function positive(raw: string | undefined, fallback: number, flag: string, integ
   return value;
 }
 
+/** The flags the bench gives metrics-proxy itself (targets.ts): --mp-args may not change them. */
+const BENCH_OWNED_FLAGS = ['--host', '--port', '--upstream'];
+
+/**
+ * `--mp-args "--idle-timeout 0"` as `--mp-args=--idle-timeout 0`: parseArgs refuses a separate
+ * value that starts with a dash, and every value of this option does.
+ */
+function joinMpArgs(argv: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    const value = argv[i + 1];
+    if (arg === '--mp-args' && value !== undefined) {
+      joined.push(`--mp-args=${value}`);
+      i++;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
+}
+
+function mpArgsOf(raw: string | undefined): readonly string[] {
+  if (raw === undefined) return [];
+  const args = raw.split(/\s+/).filter((a) => a !== '');
+  if (args.length === 0 || !(args[0] as string).startsWith('-')) {
+    throw new UsageError(`invalid value for --mp-args: ${JSON.stringify(raw)} (expected metrics-proxy flags, such as "--idle-timeout 0")`);
+  }
+  const owned = args.find((a) => BENCH_OWNED_FLAGS.includes(a.split('=')[0] as string));
+  if (owned !== undefined) throw new UsageError(`--mp-args cannot set ${owned.split('=')[0] ?? owned}: the bench sets it`);
+  return args;
+}
+
 export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help' {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args: [...argv],
+      args: joinMpArgs(argv),
       options: {
         quick: { type: 'boolean' },
         rounds: { type: 'string' },
@@ -104,6 +145,7 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
         'no-nginx': { type: 'boolean' },
         'no-pin': { type: 'boolean' },
         profile: { type: 'boolean' },
+        'mp-args': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       strict: true,
@@ -146,5 +188,6 @@ export function parseBenchOptions(argv: readonly string[]): BenchOptions | 'help
     idleConnections: 1_000,
     streamBytes: quick ? 256 * 1024 * 1024 : 1024 * 1024 * 1024,
     retryNoisy: str('retry-noisy') === '0' ? 0 : positive(str('retry-noisy'), 0, '--retry-noisy', true),
+    mpArgs: mpArgsOf(str('mp-args')),
   };
 }

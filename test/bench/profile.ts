@@ -45,6 +45,7 @@ async function profileOne(state: RunState, scenario: LoadScenario, target: Targe
       prefix: state.pinning.prefix('proxy'),
       nodeOptions: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
       ...(scenario.protocol === undefined ? {} : { protocol: scenario.protocol }),
+      ...(options.mpArgs.length === 0 ? {} : { mpArgs: options.mpArgs }),
     });
     let window: { from: number; to: number; ops: number; rate: number; cpuS: number | undefined };
     try {

@@ -138,6 +138,7 @@ export function header(state: RunState, tools: Tools, startedAt: Date): string {
       `${TARGET_LABELS.caddy} = ${tools.caddy === undefined ? 'not installed' : `${tools.caddy.version}, GOMAXPROCS=1, \`servers { metrics }\``}; ` +
       `nginx = ${tools.nginx === undefined ? (options.nginx ? 'not installed' : 'left out (--no-nginx)') : `${tools.nginx.version}, 1 worker, upstream keep-alive 256`}; ` +
       `${TARGET_LABELS['node-floor']} = the Node upstream itself on the proxy core (the floor under any Node proxy)`,
+    ...(options.mpArgs.length === 0 ? [] : [`- **metrics-proxy started with \`${options.mpArgs.join(' ')}\`** (--mp-args) in every ${options.profile ? 'profile' : 'load cell'}`]),
     options.profile
       ? `- profile: \`node --cpu-prof\` on the proxy core, under ${selectedScenarios(options).map((s) => `${s.id} (${s.generator})`).join(', ')}, ` +
         `${options.warmUpS} s warm-up, then ${options.durationS} s measured; ` +
