@@ -190,7 +190,7 @@ export async function resourceChecks(state: RunState): Promise<ResourceResult[]>
     const s = result.stream;
     log(
       `  resources  ${TARGET_LABELS[target].padEnd(28)} ` +
-        (i === undefined ? `idle FAILED: ${result.idleError ?? ''}` : `${i.connections} conns: RSS ${(i.rssBytes / 2 ** 20).toFixed(1)} MiB (peak ${(i.hwmBytes / 2 ** 20).toFixed(1)})`) +
+        (i === undefined ? `idle FAILED: ${result.idleError ?? ''}` : `idle RSS ${(i.startRssBytes / 2 ** 20).toFixed(1)} MiB; ${i.connections} conns: RSS ${(i.rssBytes / 2 ** 20).toFixed(1)} MiB (peak ${(i.hwmBytes / 2 ** 20).toFixed(1)})`) +
         (stream === undefined
           ? ''
           : s === undefined

@@ -32,6 +32,11 @@ export interface TargetCheck {
 
 type Bound = { readonly at: number; readonly kind: '≥' | '≤' | '<' };
 
+/** Issue 17: 85 MiB at 1 000 held connections, 130 at 5 000; between and beyond, the line through them. */
+function heldConnectionsBoundMiB(connections: number): number {
+  return Math.round(85 + ((connections - 1_000) * (130 - 85)) / 4_000);
+}
+
 function check(name: string, measured: number | undefined, unit: string, bound: Bound, detail: string): TargetCheck {
   const limit = unit === '×' ? `${bound.kind} ${bound.at.toFixed(2)}×` : `${bound.kind} ${bound.at} ${unit}`;
   if (measured === undefined || !Number.isFinite(measured)) return { name, limit, measured: undefined, unit, margin: undefined, pass: undefined, detail };
@@ -123,12 +128,20 @@ export function evaluateTargets(input: CheckInput): TargetCheck[] {
     ratioCheck(input, `p99 at ${input.rate} req/s offered vs bare http-proxy`, 'fixed-rate', 'bare', 'p99Ms', { at: 1, kind: '≤' }),
     perCoreCheck(input, 'small GET over HTTP/2 (h2c): req/s per core vs Caddy (metrics on)', 'h2-get', 'caddy', { at: 1, kind: '≥' }),
     perCoreCheck(input, 'gRPC unary over h2c: req/s per core vs Caddy (metrics on)', 'grpc-unary', 'caddy', { at: 1, kind: '≥' }),
+    // Issue 17's memory bounds, in MiB as /proc reports them (kB / 1024).
+    check(
+      'idle RSS 2 s after start',
+      mpResources?.idle === undefined ? undefined : mpResources.idle.startRssBytes / MIB,
+      'MiB',
+      { at: 55, kind: '≤' },
+      bareIdle === undefined ? 'VmRSS, before any request' : `VmRSS, before any request; bare http-proxy ${(bareIdle.startRssBytes / MIB).toFixed(1)} MiB`,
+    ),
     check(
       `peak RSS with ${input.idleConnections} open client connections`,
-      mpResources?.idle === undefined ? undefined : mpResources.idle.hwmBytes / MB,
-      'MB',
-      { at: 80, kind: '≤' },
-      bareIdle === undefined ? 'VmHWM of the process' : `VmHWM of the process; bare http-proxy ${(bareIdle.hwmBytes / MB).toFixed(1)} MB`,
+      mpResources?.idle === undefined ? undefined : mpResources.idle.hwmBytes / MIB,
+      'MiB',
+      { at: heldConnectionsBoundMiB(input.idleConnections), kind: '≤' },
+      bareIdle === undefined ? 'VmHWM of the process' : `VmHWM of the process; bare http-proxy ${(bareIdle.hwmBytes / MIB).toFixed(1)} MiB`,
     ),
     check(
       `RSS growth, ${streamed} streamed each way at once`,

@@ -13,6 +13,8 @@ export interface IdleConnections {
   readonly connections: number;
   /** Requests that did not get a 200 (each connection carries one). */
   readonly failed: number;
+  /** Summed over the target's processes, 2 s after it listened, before the first connection. */
+  readonly startRssBytes: number;
   /** Summed over the target's processes, 1 s after the last response, connections still open. */
   readonly rssBytes: number;
   /** Peak since the process started (start-up, the burst of requests, holding the connections). */
@@ -34,12 +36,16 @@ function getOnOwnConnection(url: URL, agent: Agent): Promise<boolean> {
 }
 
 /**
- * Opens `n` client connections, each with one request (50 at a time, so the proxy's upstream
+ * Reads the memory of the idle process 2 s after it listened, then opens `n` client connections,
+ * each with one request (50 at a time, so the proxy's upstream
  * pool stays small: this is about held client connections, not n concurrent requests), keeps
  * them all open and idle for a second, and reads the memory.
  */
 export async function idleConnections(baseUrl: string, n: number, memory: ReadMemory): Promise<IdleConnections> {
   const url = new URL('/api/small', baseUrl);
+  await sleep(2_000);
+  const start = memory();
+  if (start === undefined) throw new Error('the target process is gone');
   // An agent per connection: a shared one would reuse a freed socket instead of opening another.
   const agents = Array.from({ length: n }, () => new Agent({ keepAlive: true, maxSockets: 1 }));
   let failed = 0;
@@ -55,7 +61,7 @@ export async function idleConnections(baseUrl: string, n: number, memory: ReadMe
     await sleep(1_000);
     const read = memory();
     if (read === undefined) throw new Error('the target process is gone');
-    return { connections: n, failed, rssBytes: read.rssBytes, hwmBytes: read.hwmBytes };
+    return { connections: n, failed, startRssBytes: start.rssBytes, rssBytes: read.rssBytes, hwmBytes: read.hwmBytes };
   } finally {
     for (const agent of agents) agent.destroy();
   }
