@@ -209,11 +209,13 @@ async function expectUpstreamSplit(kind: Kind): Promise<void> {
   // The leg's p99 is the slowest request's: an upstream leg lasts at least the upstream's delay.
   expectWithin(leg, bucketRange(kind, quantileBounds(measured, 0.99, MS)), `${kind}: p99 of the upstream leg`);
   expect(queue).toBeGreaterThanOrEqual(0);
-  expect(queue).toBeLessThanOrEqual(leg);
+  // Two quantiles that are equal in exact arithmetic may come out of PromQL's interpolation an ulp apart.
+  const roundingSlack = 1 + 1e-12;
+  expect(queue).toBeLessThanOrEqual(leg * roundingSlack);
   expect(perConnection).toBeGreaterThan(0);
   // Counting the requests that opened no connection as 0 s can only lower the quantile.
   expect(perRequest).toBeGreaterThanOrEqual(0);
-  expect(perRequest).toBeLessThanOrEqual(perConnection);
+  expect(perRequest).toBeLessThanOrEqual(perConnection * roundingSlack);
   if (kind === 'native') await expectOnTheLadder(prometheus, q, perRequest);
 
   const [connecting, queueing, upstream] = [
