@@ -22,15 +22,16 @@ COPY bin ./bin
 COPY src ./src
 COPY config ./config
 # The tarball is what `npm publish` would upload; unpack it with the lockfile beside it.
-# The bin's `#!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=4` needs an
-# env with -S, which Alpine's busybox lacks: in the image the #! line names node itself with the
-# first flag (the kernel hands over one argument), and NODE_OPTIONS below gives the second (why
-# the flags: bin/metrics-proxy.js).
+# The bin's `#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=… node --initial-old-space-size=64 --max-semi-space-size=4`
+# needs an env with -S, which Alpine's busybox lacks: in the image the #! line names node itself
+# with the first flag (the kernel hands over one argument), and NODE_OPTIONS below gives the
+# second (why the flags: bin/metrics-proxy.js). The glibc variable is dropped: musl has no such
+# setting.
 RUN npm run build \
  && npm pack --ignore-scripts --pack-destination /tmp \
  && mkdir -p /out/package \
  && tar -xzf /tmp/metrics-proxy-*.tgz -C /out/package --strip-components=1 \
- && sed -i '1s|^#!/usr/bin/env -S node \(--initial-old-space-size=[0-9]*\) .*$|#!/usr/local/bin/node \1|' /out/package/bin/metrics-proxy.js \
+ && sed -i '1s|^#!/usr/bin/env -S .*node \(--initial-old-space-size=[0-9]*\) .*$|#!/usr/local/bin/node \1|' /out/package/bin/metrics-proxy.js \
  && cp package-lock.json /out/package/
 
 # ---- runtime: the packed package and its production dependencies only -------------------------

@@ -1,8 +1,9 @@
 /**
  * What every process of ours starts with, read from outside the process:
- * - the V8 heap sizing flag (bin/metrics-proxy.js says why) on the command line of the bin
+ * - the V8 heap sizing flags (bin/metrics-proxy.js says why) on the command line of the bin
  *   started through its #! line, of the container's bin (the Dockerfile's #! rewrite), and of
- *   every cluster worker, however the primary was started;
+ *   every cluster worker, however the primary was started; glibc's trim threshold in the
+ *   environment of the first and the last (cli/process-tuning.ts);
  * - the packages the bin's bundle holds not loaded again from node_modules, and the packages meant
  *   to load on first use (src/lazy-modules.ts, logger.ts) not loaded by a default start. A preload reports the CommonJS module cache and Node's built-in module list
  *   at a signal: RSS itself is too noisy to assert on, but a lazy import that turns eager again
@@ -15,7 +16,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { HEAP_SIZING_FLAG, YOUNG_GENERATION_FLAG, withHeapSizing } from '../src/cli/cluster.js';
+import { ALLOCATOR_TRIM_BYTES, ALLOCATOR_TRIM_VARIABLE, HEAP_SIZING_FLAG, YOUNG_GENERATION_FLAG, allocatorTuning, withHeapSizing } from '../src/cli/process-tuning.js';
 import { BIN, DEAD_UPSTREAM, LOOPBACK, ROOT, childEnv, killByPid, spawnBin } from './bin.js';
 
 const linux = existsSync('/proc/self/cmdline');
@@ -23,6 +24,13 @@ const linux = existsSync('/proc/self/cmdline');
 function cmdline(pid: number): string[] {
   return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
 }
+
+/** The process's environment as NAME=value entries. */
+function environ(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').filter((a) => a !== '');
+}
+
+const ALLOCATOR_SETTING = `${ALLOCATOR_TRIM_VARIABLE}=${ALLOCATOR_TRIM_BYTES}`;
 
 function children(pid: number): number[] {
   try {
@@ -73,8 +81,8 @@ async function loadedAfterStart(args: readonly string[]): Promise<Loaded> {
   return { packages, builtins: new Set(builtins) };
 }
 
-describe.runIf(linux)('heap sizing flag', () => {
-  it('the bin started through its #! line runs node with it', async () => {
+describe.runIf(linux)('heap sizing flags and the allocator setting', () => {
+  it('the bin started through its #! line runs node with them', async () => {
     const child = spawn(BIN, [...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM], { cwd: ROOT, env: childEnv(), stdio: ['ignore', 'pipe', 'inherit'] });
     const pid = child.pid as number;
     onTestFinished(() => killByPid(pid));
@@ -84,6 +92,7 @@ describe.runIf(linux)('heap sizing flag', () => {
     // env(1) execs node in place: same pid.
     const argv = cmdline(pid);
     expect(argv.slice(1, 4)).toEqual([HEAP_SIZING_FLAG, YOUNG_GENERATION_FLAG, BIN]);
+    expect(environ(pid)).toContain(ALLOCATOR_SETTING);
   });
 
   it("the container's #! line (the Dockerfile's rewrite of the bin) runs node with it, without env -S", async () => {
@@ -103,16 +112,45 @@ describe.runIf(linux)('heap sizing flag', () => {
     expect(execFileSync(process.execPath, ['-p', "require('node:v8').getHeapSpaceStatistics().length"], { env: { ...process.env, NODE_OPTIONS: YOUNG_GENERATION_FLAG }, encoding: 'utf8' }).trim()).toMatch(/^\d+$/);
   });
 
-  it('every cluster worker runs with it, even under a primary started without it', async () => {
+  it('every cluster worker runs with them, even under a primary started without them', async () => {
     const bin = spawnBin([...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--workers', '2'], {}, onTestFinished);
     onTestFinished(() => {
       for (const pid of children(bin.pid)) killByPid(pid);
     });
     await until(() => (bin.stdout().match(/"msg":"listening"/g) ?? []).length === 2, 'both workers to listen');
     expect(cmdline(bin.pid)).not.toContain(HEAP_SIZING_FLAG);
+    expect(environ(bin.pid).some((entry) => entry.startsWith(`${ALLOCATOR_TRIM_VARIABLE}=`))).toBe(false);
     const workers = children(bin.pid);
     expect(workers).toHaveLength(2);
-    for (const pid of workers) expect(cmdline(pid)).toEqual(expect.arrayContaining([HEAP_SIZING_FLAG, YOUNG_GENERATION_FLAG]));
+    for (const pid of workers) {
+      expect(cmdline(pid)).toEqual(expect.arrayContaining([HEAP_SIZING_FLAG, YOUNG_GENERATION_FLAG]));
+      expect(environ(pid)).toContain(ALLOCATOR_SETTING);
+    }
+  });
+
+  it("a worker keeps the user's own trim threshold", async () => {
+    const bin = spawnBin([...LOOPBACK, '--port', '0', '--upstream', DEAD_UPSTREAM, '--workers', '2'], { [ALLOCATOR_TRIM_VARIABLE]: '1048576' }, onTestFinished);
+    onTestFinished(() => {
+      for (const pid of children(bin.pid)) killByPid(pid);
+    });
+    await until(() => (bin.stdout().match(/"msg":"listening"/g) ?? []).length === 2, 'both workers to listen');
+    const workers = children(bin.pid);
+    expect(workers).toHaveLength(2);
+    for (const pid of workers) expect(environ(pid)).toContain(`${ALLOCATOR_TRIM_VARIABLE}=1048576`);
+  });
+
+  it('the allocator setting is added only where the environment does not choose a trim threshold', () => {
+    expect(allocatorTuning({})).toEqual({ [ALLOCATOR_TRIM_VARIABLE]: ALLOCATOR_TRIM_BYTES });
+    expect(allocatorTuning({ [ALLOCATOR_TRIM_VARIABLE]: '0' })).toEqual({});
+    expect(allocatorTuning({ GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=65536' })).toEqual({});
+    expect(allocatorTuning({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })).toEqual({ [ALLOCATOR_TRIM_VARIABLE]: ALLOCATOR_TRIM_BYTES });
+  });
+
+  it("the #! line's value is the one the workers get", () => {
+    const first = readFileSync(BIN, 'utf8').split('\n', 1)[0] ?? '';
+    expect(first.split(/\s+/)).toContain(ALLOCATOR_SETTING);
+    // Linux before 5.1 reads at most 127 bytes of a #! line.
+    expect(first.length).toBeLessThan(128);
   });
 
   it('is added once: a size given on the command line wins', () => {

@@ -25,6 +25,7 @@ import { collectRegistry } from '../admin/cluster-snapshot.js';
 import type { Rendered, Renderer } from '../admin/exposition.js';
 import type { ProtoOptions } from '../metrics/family-proto.js';
 import { MetricsUnavailableError } from '../errors.js';
+import { allocatorTuning, withHeapSizing } from './process-tuning.js';
 
 const COLLECT = 'metrics-proxy:collect';
 const COLLECTED = 'metrics-proxy:collected';
@@ -169,7 +170,7 @@ interface Supervisor {
 }
 
 function fork(supervisor: Supervisor): void {
-  const worker = cluster.fork();
+  const worker = cluster.fork(allocatorTuning(process.env));
   supervisor.started.set(worker.id, Date.now());
   answerScrapes(worker, supervisor.scrape, supervisor.log);
 }
@@ -213,29 +214,11 @@ function onSignal(supervisor: Supervisor, signal: NodeJS.Signals): void {
   stopAll(supervisor, 'SIGTERM');
 }
 
-/** The V8 heap flags every process of ours starts with (the bin's #! line): see bin/metrics-proxy.js. */
-export const HEAP_SIZING_FLAG = '--initial-old-space-size=64';
-export const YOUNG_GENERATION_FLAG = '--max-semi-space-size=4';
-
-/** Whether `execArgv` sets V8's option `name` itself (dashes or underscores, `=value` or a separate value). */
-function setsV8Option(execArgv: readonly string[], name: string): boolean {
-  const pattern = new RegExp(`^--${name.replace(/-/g, '[-_]')}(=|$)`);
-  return execArgv.some((arg) => pattern.test(arg));
-}
-
-/** `execArgv` plus each heap flag it does not set itself: a size on the primary's command line wins. */
-export function withHeapSizing(execArgv: readonly string[]): string[] {
-  const flags = [...execArgv];
-  if (!setsV8Option(execArgv, 'initial-old-space-size')) flags.push(HEAP_SIZING_FLAG);
-  if (!setsV8Option(execArgv, 'max-semi-space-size')) flags.push(YOUNG_GENERATION_FLAG);
-  return flags;
-}
-
 /** Primary side: runs until SIGTERM/SIGINT (exit 0 after every worker drained) or a start-up failure. */
 export function runPrimary({ workers, log }: PrimaryOptions): Promise<number> {
   return new Promise((exit) => {
-    // Before the first fork: the workers inherit the channel's serialization, and the heap
-    // sizing flag whether or not the primary was started with it (bin/metrics-proxy.js says why).
+    // Before the first fork: the workers inherit the channel's serialization, and the heap and
+    // allocator settings whether or not the primary was started with them (process-tuning.ts).
     cluster.setupPrimary({ serialization: 'advanced', execArgv: withHeapSizing(process.execArgv) });
     const sum = createClusterSum();
     const supervisor: Supervisor = {

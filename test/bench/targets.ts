@@ -14,8 +14,16 @@ import type { Memory } from './proc.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const BIN = join(ROOT, 'bin', 'metrics-proxy.js');
-/** The flags the bin's `#!/usr/bin/env -S node …` line gives Node (heap sizing), so the bench runs what users run. */
-const BIN_NODE_FLAGS = (/^#!.*\bnode\b(.*)$/m.exec(readFileSync(BIN, 'utf8').split('\n')[0] ?? '')?.[1] ?? '').trim().split(/\s+/).filter((f) => f !== '');
+/**
+ * What the bin's `#!/usr/bin/env -S NAME=value … node flags…` line gives the process: the
+ * environment assignments before `node` (the allocator setting) and the flags after it (heap
+ * sizing), so the bench runs what users run.
+ */
+const BIN_SHEBANG = /^#!\S*env -S ((?:\S+=\S*\s+)*)node\b(.*)$/.exec(readFileSync(BIN, 'utf8').split('\n')[0] ?? '');
+if (BIN_SHEBANG === null) throw new Error(`${BIN}: the bench reads its #! line as env -S [NAME=value ...] node [flags ...], and it is not`);
+const words = (text: string | undefined): string[] => (text ?? '').trim().split(/\s+/).filter((w) => w !== '');
+const BIN_NODE_FLAGS = words(BIN_SHEBANG?.[2]);
+const BIN_ENV: Record<string, string> = Object.fromEntries(words(BIN_SHEBANG?.[1]).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
 const BARE = join(ROOT, 'test', 'bench', 'bare-proxy.mjs');
 const NODE_UPSTREAM = join(ROOT, 'test', 'bench', 'upstream.mjs');
 export const H2_UPSTREAM = join(ROOT, 'test', 'bench', 'h2-upstream.mjs');
@@ -97,8 +105,13 @@ function fromSpawned(id: TargetId, spawned: Spawned, url: string, verify = (): P
 }
 
 async function startNode(id: TargetId, script: string, args: readonly string[], ctx: TargetContext): Promise<RunningTarget> {
-  const binFlags = script === BIN ? BIN_NODE_FLAGS : [];
-  const spawned = await spawnProcess(process.execPath, [...binFlags, ...(ctx.nodeOptions ?? []), script, ...args], { cwd: ROOT, listeningLines: 1, prefix: ctx.prefix });
+  const bin = script === BIN;
+  const spawned = await spawnProcess(process.execPath, [...(bin ? BIN_NODE_FLAGS : []), ...(ctx.nodeOptions ?? []), script, ...args], {
+    cwd: ROOT,
+    listeningLines: 1,
+    prefix: ctx.prefix,
+    env: bin ? BIN_ENV : {},
+  });
   return fromSpawned(id, spawned, `http://127.0.0.1:${spawned.port}`);
 }
 
