@@ -15,7 +15,7 @@
 //
 // MALLOC_TRIM_THRESHOLD_=33554432: glibc keeps up to 32 MiB of freed memory instead of handing
 // it back to the kernel at once. Request bodies pass through in 64 KiB buffers that V8 frees in
-// batches; each batch went back to the kernel and was faulted in again, 20-110 page faults per
+// batches; each batch went back to the kernel and was faulted in again, 18-180 page faults per
 // 1 MiB upload and about a quarter of its CPU (docs/performance.md, "The allocator"). musl (the
 // Alpine image) and other C libraries ignore it.
 //

@@ -3,7 +3,8 @@
  * setting of glibc's allocator. All three must be in place when the process starts (V8 sizes its
  * heap at start-up, glibc reads its tunables before main), so the bin's #! line gives them
  * (bin/metrics-proxy.js says why each), and the cluster's primary gives them to every worker
- * whether or not it was started with them itself. A value the user gave wins.
+ * whether or not it was started with them itself. A value the user gave wins: on the command
+ * line for V8's, and for glibc's through GLIBC_TUNABLES, which takes precedence over the variable.
  */
 
 export const HEAP_SIZING_FLAG = '--initial-old-space-size=64';
@@ -13,7 +14,7 @@ export const YOUNG_GENERATION_FLAG = '--max-semi-space-size=4';
  * glibc keeps up to this many bytes of freed memory at the top of its heap instead of handing
  * them back to the kernel (its default is 128 KiB). Request bodies pass through as 64 KiB buffers
  * that V8 frees in batches; with the default, every batch went back to the kernel and was faulted
- * in again: 20-110 page faults per 1 MiB upload, about a quarter of its CPU on this machine
+ * in again: 18-180 page faults per 1 MiB upload, about a quarter of its CPU on the bench machine
  * (docs/performance.md, "The allocator"). Other C libraries ignore the variable.
  */
 export const ALLOCATOR_TRIM_VARIABLE = 'MALLOC_TRIM_THRESHOLD_';
