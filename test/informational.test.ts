@@ -178,6 +178,15 @@ describe('103 Early Hints', () => {
     expect(JSON.parse(seen.body)).toEqual({ ok: false, msg: 'upstream closed the connection' });
     expect(total(await proxy.metrics(), 'metrics_proxy_upstream_errors_total', { error_type: 'reset' })).toBe(1);
   });
+  it('does not stop --upstream-timeout: a 103 and then silence gets the 103, then 504', async () => {
+    const upstream = await rawUpstream({ '/api/page': [EARLY_HINTS] });
+    const proxy = await startProxy(upstream.url, { upstreamTimeoutMs: 300 });
+    onTestFinished(proxy.close);
+    const seen = await observe(`${proxy.url}/api/page`);
+    expect(seen.interim.map((i) => i.status)).toEqual([103]);
+    expect(seen.status).toBe(504);
+    expect(total(await proxy.metrics(), 'metrics_proxy_upstream_errors_total', { error_type: 'response_timeout' })).toBe(1);
+  });
 });
 
 describe('a 100 Continue the proxy never asked for', () => {
