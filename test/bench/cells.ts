@@ -125,7 +125,7 @@ export async function loadCell(state: RunState, round: number, scenario: LoadSce
     if (scenario.probe !== undefined) await scenario.probe(running.url);
     await scenario.run(running.url, { ...ctx, durationS: options.warmUpS });
     collectGarbage();
-    const watch = startWatch(state.pinning, running.cpuSeconds);
+    const watch = startWatch(state.pinning, running);
     const measured = await scenario.run(running.url, { ...ctx, durationS: options.durationS });
     return { ...measured, ...watch.stop(measured.ops) };
   }, { protocol: scenario.protocol, mpArgs: options.mpArgs });
@@ -140,6 +140,7 @@ export async function loadCell(state: RunState, round: number, scenario: LoadSce
         ? `FAILED: ${error ?? '?'}`
         : `${m.rate.toFixed(0).padStart(7)} ${scenario.unit}  p50 ${m.p50Ms.toFixed(2)}  p99 ${m.p99Ms.toFixed(2)} ms` +
           `${m.cpuUsPerOp === undefined ? '' : `  cpu ${m.cpuUsPerOp.toFixed(1)} µs/op`}` +
+          `${m.faultsPerOp === undefined ? '' : `  faults ${m.faultsPerOp.toFixed(m.faultsPerOp < 10 ? 2 : 0)}/op`}` +
           p('target', m.targetCpuPct) +
           p('others on proxy core', m.proxyCoreOthersPct) +
           p('load core', m.loadCoreBusyPct) +

@@ -84,6 +84,20 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/**
+ * Minor page faults a process has taken so far (its own threads): pages the kernel had to map in,
+ * zeroed, on first touch. Many per request means memory handed back to the kernel and taken again
+ * (docs/performance.md, "The allocator"). 0 once gone.
+ */
+export function minorFaults(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+  } catch {
+    return 0;
+  }
+}
+
 /** Cumulative time of one core from /proc/stat, in seconds. */
 export interface CoreTimes {
   /** user + nice + system (what processes ran; irq and softirq apart). */

@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type Memory, childPids, cpuSeconds, startTime, sumMemory } from './proc.js';
+import { type Memory, childPids, cpuSeconds, minorFaults, startTime, sumMemory } from './proc.js';
 
 const READY_TIMEOUT_MS = 15_000;
 const STOP_GRACE_MS = 3_000;
@@ -83,6 +83,8 @@ export interface Spawned {
   readonly memory: () => Memory | undefined;
   /** CPU seconds used so far by the tree (user + system). */
   readonly cpuSeconds: () => number;
+  /** Minor page faults taken so far by the tree. */
+  readonly minorFaults: () => number;
   readonly alive: () => boolean;
   /** SIGTERM to the top process, SIGKILL to the whole tree after a grace period. */
   readonly stop: () => Promise<void>;
@@ -202,6 +204,7 @@ export async function spawnProcess(command: string, args: readonly string[], opt
     tree: remember,
     memory: () => sumMemory(remember()),
     cpuSeconds: () => remember().reduce((sum, p) => sum + cpuSeconds(p), 0),
+    minorFaults: () => remember().reduce((sum, p) => sum + minorFaults(p), 0),
     alive: running,
     async stop() {
       const tree = running() ? remember() : [...known];

@@ -30,7 +30,7 @@ export interface ReportInput {
   readonly rate: number;
 }
 
-const COLUMNS = 12;
+const COLUMNS = 13;
 const NO_PROCESS: readonly TargetId[] = ['direct'];
 
 function scenarioRow(input: ReportInput, scenario: LoadScenario, target: TargetId): string[] | undefined {
@@ -50,6 +50,7 @@ function scenarioRow(input: ReportInput, scenario: LoadScenario, target: TargetI
     ms(s.p99Ms),
     ms(s.p999Ms),
     own ? num(s.cpuUsPerOp, 1) : '—',
+    own ? num(s.faultsPerOp, s.faultsPerOp < 10 ? 2 : 0) : '—',
     own ? num(s.targetCpuPct) : '—',
     num(s.proxyCoreOthersPct),
     num(s.loadCoreBusyPct),
@@ -85,8 +86,8 @@ function scenarioSection(input: ReportInput, scenario: LoadScenario): string | u
     `Load: ${scenario.generator}${scenario.headline === 'p99' ? `, ${num(input.rate)} req/s offered` : ''}.`,
     '',
     table(
-      ['system', scenario.unit, 'spread', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/op', 'proxy CPU %', 'others on proxy core %', 'load core %', 'peak RSS MiB', 'errors'],
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+      ['system', scenario.unit, 'spread', 'p50 ms', 'p99 ms', 'p99.9 ms', 'CPU µs/op', 'page faults/op', 'proxy CPU %', 'others on proxy core %', 'load core %', 'peak RSS MiB', 'errors'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
       rows,
     ),
     '',

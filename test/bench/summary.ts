@@ -15,6 +15,8 @@ import type { TargetId } from './targets.js';
 export interface CellUsage {
   /** CPU time of the target's processes per operation, µs (from /proc/PID/stat; not for `direct`). */
   readonly cpuUsPerOp?: number;
+  /** Minor page faults of the target's processes per operation (from /proc/PID/stat; not for `direct`). */
+  readonly faultsPerOp?: number;
   /** The target's processes: ≈ 100 % when the proxy is the bottleneck. */
   readonly targetCpuPct?: number;
   /** Everything else that ran on the proxy core (other users' processes): should be ≈ 0. */
@@ -57,6 +59,7 @@ export interface Summary {
   readonly p99Ms: number;
   readonly p999Ms: number;
   readonly cpuUsPerOp: number;
+  readonly faultsPerOp: number;
   readonly targetCpuPct: number;
   readonly proxyCoreOthersPct: number;
   readonly loadCoreBusyPct: number;
@@ -82,6 +85,7 @@ export function summarise(cells: readonly CellRecord[], scenario: LoadScenarioId
     p99Ms: median(pick((m) => m.p99Ms)),
     p999Ms: median(pick((m) => m.p999Ms)),
     cpuUsPerOp: median(pick((m) => m.cpuUsPerOp)),
+    faultsPerOp: median(pick((m) => m.faultsPerOp)),
     targetCpuPct: median(pick((m) => m.targetCpuPct)),
     proxyCoreOthersPct: median(pick((m) => m.proxyCoreOthersPct)),
     loadCoreBusyPct: median(pick((m) => m.loadCoreBusyPct)),

@@ -67,6 +67,8 @@ export interface RunningTarget {
   readonly memory: () => Memory | undefined;
   /** CPU seconds used so far by the target's processes; undefined for `direct`. */
   readonly cpuSeconds: () => number | undefined;
+  /** Minor page faults taken so far by the target's processes; undefined for `direct`. */
+  readonly minorFaults: () => number | undefined;
   /** False once a target process has died. */
   readonly alive: () => boolean;
   /** After a measurement: undefined when the target did what it is meant to (Caddy: metrics recorded), else why not. */
@@ -98,6 +100,7 @@ function fromSpawned(id: TargetId, spawned: Spawned, url: string, verify = (): P
     coldStartMs: spawned.coldStartMs,
     memory: spawned.memory,
     cpuSeconds: spawned.cpuSeconds,
+    minorFaults: spawned.minorFaults,
     alive: spawned.alive,
     verify,
     stop: spawned.stop,
@@ -143,6 +146,7 @@ export async function startTarget(id: TargetId, upstream: URL, ctx: TargetContex
         coldStartMs: undefined,
         memory: () => undefined,
         cpuSeconds: () => undefined,
+        minorFaults: () => undefined,
         alive: () => true,
         verify: () => Promise.resolve(undefined),
         stop: async () => {},

@@ -51,16 +51,24 @@ function others(before: Map<number, number>, after: Map<number, number>, wallS: 
   return { pct: pct(total, wallS), top };
 }
 
-export function startWatch(pinning: Pinning, targetCpuSeconds: () => number | undefined): Watch {
+/** What the watch reads of the target: its CPU seconds and minor page faults so far (undefined: no process of its own). */
+export interface TargetCounters {
+  readonly cpuSeconds: () => number | undefined;
+  readonly minorFaults: () => number | undefined;
+}
+
+export function startWatch(pinning: Pinning, target: TargetCounters): Watch {
   const processesBefore = processCpuTimes();
-  const cpuBefore = targetCpuSeconds();
+  const cpuBefore = target.cpuSeconds();
+  const faultsBefore = target.minorFaults();
   const coresBefore = readCoreTimes();
   const started = performance.now();
   return {
     stop(ops) {
       const wallS = (performance.now() - started) / 1000;
       const coresAfter = readCoreTimes();
-      const cpuAfter = targetCpuSeconds();
+      const cpuAfter = target.cpuSeconds();
+      const faultsAfter = target.minorFaults();
       const other = others(processesBefore, processCpuTimes(), wallS);
       const cpuS = cpuBefore === undefined || cpuAfter === undefined ? undefined : cpuAfter - cpuBefore;
       let steal = 0;
@@ -71,6 +79,7 @@ export function startWatch(pinning: Pinning, targetCpuSeconds: () => number | un
         out.targetCpuPct = pct(cpuS, wallS);
         if (ops > 0) out.cpuUsPerOp = (cpuS / ops) * 1e6;
       }
+      if (faultsBefore !== undefined && faultsAfter !== undefined && ops > 0) out.faultsPerOp = (faultsAfter - faultsBefore) / ops;
       if (!pinning.enabled) return out;
       const proxyBusy = coreDelta(coresBefore, coresAfter, pinning.proxyCore, 'busy');
       const loadBusy = coreDelta(coresBefore, coresAfter, pinning.loadCore, 'busy');
